@@ -1,0 +1,37 @@
+# eoembed: two commands to know — `make demo` (main job on the bundled generated sample) and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.eoembed-installed
+DEMO_OUT ?= out/demo
+
+.PHONY: demo test test-slow test-all bench install clean
+
+install: $(STAMP)
+
+# One pip call installs the whole stack (core + UI + test tools); pins are in pyproject.toml.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing eoembed and its stack into $(VENV) (first time: a few minutes)..."
+	@$(BIN)/pip install -q -e '.[ui,dev]' > $(VENV)/pip-install.log 2>&1 || { grep -v 'is ignored: it is neither' $(VENV)/pip-install.log | tail -40; exit 1; }
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eoembed demo $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/pytest --nbmake tests notebooks
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow tests
+
+test-all: $(STAMP)
+	$(BIN)/pytest -m "" --nbmake tests notebooks
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf out .pytest_cache

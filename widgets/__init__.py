@@ -1,0 +1,1 @@
+"""Interactive widgets for eoembed (UI layer)."""
