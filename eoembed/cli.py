@@ -13,6 +13,11 @@ app = typer.Typer(help="eoembed: Earth-observation embeddings (data, models, eva
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "eoembed.data.cli",
+    "eoembed.extract.cli",
+    "eoembed.models.cli",
+    "eoembed.compress.cli",
+    "eoembed.bench.cli",
 )
 
 for _name in COMMAND_MODULES:

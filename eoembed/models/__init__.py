@@ -1,0 +1,29 @@
+"""eoembed model zoo: one registry, one small module per model.
+
+>>> from eoembed.models import list_models, load_model
+>>> emb = load_model("croma_base", weights=None, size="tiny")   # random tiny model for demos/tests
+>>> feats = emb(**emb.prepare(x, band_keys))                      # (B, 4, D) per season
+
+See :mod:`eoembed.models.registry` for how to add a model.
+"""
+from __future__ import annotations
+
+from eoembed.errors import WeightsMismatchError, WeightsNotFound
+
+from .base import Embedder, ModelSpec, Normalisation, WeightSource
+from .registry import get_model, list_models, load_model, model_names, register, weights_found_locally
+from .weights import LoadRules
+
+#: Every model module; each registers its models when imported (lazily, on first registry use).
+MODEL_MODULES: tuple[str, ...] = (
+    "eoembed.models.croma",
+    "eoembed.models.dofa",
+    "eoembed.models.scalemae",
+    "eoembed.models.copernicusfm",
+    "eoembed.models.prithvi",
+    "eoembed.models.presto",
+)
+
+__all__ = ["Embedder", "ModelSpec", "Normalisation", "WeightSource", "LoadRules", "get_model", "list_models",
+           "load_model", "model_names", "register", "weights_found_locally", "WeightsMismatchError",
+           "WeightsNotFound", "MODEL_MODULES"]

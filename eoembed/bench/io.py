@@ -1,0 +1,276 @@
+"""Inputs of the evaluation engine: embeddings, NeuCo-Bench label folders, id matching.
+
+Everything NeuCo-Bench does silently (dropping rows without labels, filling NaN with 0, skipping empty labels,
+dropping labels without an embedding) is done here too, but counted in a report dict.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eoembed.errors import DataError, DataFileNotFound, LabelError
+
+#: Accepted task type names in label file names, mapped to the canonical names.
+TASK_TYPES: dict[str, str] = {"classification": "classification", "cls": "classification",
+                              "regression": "regression", "regr": "regression"}
+_MAX_LISTED = 20  # ids listed in reports (counts are always complete)
+
+
+def strip_id(s: str) -> str:
+    """Remove ``.zarr.zip`` / ``.zarr`` from an id, exactly as NeuCo-Bench does (every occurrence)."""
+    return str(s).replace(".zarr.zip", "").replace(".zarr", "")
+
+
+# ----------------------------------------------------------------------------------------------- embeddings
+def _digit_columns(columns) -> list | None:
+    digit = [c for c in columns if str(c).isdigit()]
+    return sorted(digit, key=lambda c: int(str(c))) if digit else None
+
+
+def _frame_to_array(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values float64 with NaN, ids, number of non-numeric cells coerced to NaN)."""
+    if "id" in df.columns:
+        ids = df["id"].astype(str).to_numpy()
+        df = df.drop(columns=["id"])
+    else:
+        ids = df.index.astype(str).to_numpy()
+    cols = _digit_columns(df.columns)
+    if cols is None:
+        cols = list(df.columns)
+    if not cols:
+        raise DataError(f"{source}: no embedding columns found; expected columns 'id,0,1,...,D-1'.")
+    block = df[cols]
+    n_nan_before = int(block.isna().to_numpy().sum())
+    values = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    coerced = int(np.isnan(values).sum()) - n_nan_before
+    return values, ids, coerced
+
+
+def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Read embeddings from a NeuCo CSV path, DataFrame, xarray DataArray or NumPy array (+ ``ids``).
+
+    Returns ``(X, ids, info)``: X float32 (n, D) possibly with NaN, ids (str, suffixes stripped),
+    info with the source description and counts of suffix-stripped ids / coerced cells.
+    """
+    info: dict = {"non_numeric_cells": 0}
+    if isinstance(embeddings, (str, Path)):
+        path = Path(embeddings)
+        if not path.is_file():
+            raise DataFileNotFound(f"Embedding file {path} does not exist; pass a NeuCo CSV with columns id,0..D-1.")
+        df = pd.read_csv(path, dtype={"id": str})
+        if "id" not in df.columns:
+            raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
+        values, raw_ids, coerced = _frame_to_array(df, str(path))
+        info.update(source=str(path), non_numeric_cells=coerced)
+    elif isinstance(embeddings, pd.DataFrame):
+        values, raw_ids, coerced = _frame_to_array(embeddings, "embeddings DataFrame")
+        info.update(source="DataFrame", non_numeric_cells=coerced)
+    elif type(embeddings).__name__ == "DataArray":
+        da = embeddings
+        if "sample" not in da.dims:
+            raise DataError(f"embeddings DataArray has dims {da.dims}; it needs a 'sample' dimension with ids.")
+        other = [d for d in da.dims if d != "sample"]
+        da = da.transpose("sample", *other)
+        values = np.asarray(da.values, dtype=np.float64).reshape(da.sizes["sample"], -1)
+        raw_ids = np.asarray(da["sample"].values).astype(str) if ids is None else np.asarray(ids).astype(str)
+        info.update(source=f"DataArray{tuple(da.dims)}", flattened_dims=other)
+    else:
+        try:
+            values = np.asarray(embeddings, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"Cannot read embeddings of type {type(embeddings).__name__}: pass a CSV path, "
+                            "DataFrame, xarray DataArray or NumPy array with ids=.") from exc
+        if values.ndim != 2:
+            raise DataError(f"embeddings array has shape {values.shape}; expected (n_samples, n_features).")
+        if ids is None:
+            raise DataError("A NumPy embeddings array needs ids= (one sample id per row) to match labels.")
+        raw_ids = np.asarray(ids).astype(str)
+        info.update(source="ndarray")
+    if len(raw_ids) != values.shape[0]:
+        raise DataError(f"{len(raw_ids)} ids for {values.shape[0]} embedding rows; pass one id per row.")
+    stripped = np.array([strip_id(i) for i in raw_ids], dtype=object)
+    info["ids_suffix_stripped"] = int(np.sum(stripped != raw_ids.astype(object)))
+    uniq, counts = np.unique(stripped, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1][:5].tolist()
+        raise DataError(f"Duplicate embedding ids (after stripping .zarr suffixes): {dup}; keep one row per sample.")
+    return values, stripped.astype(str), info
+
+
+# ----------------------------------------------------------------------------------------------- labels
+def read_label_folder(folder) -> tuple[pd.DataFrame, dict]:
+    """Read a NeuCo-Bench label folder ``<task>__<type>.csv`` (columns id,label) into the labels DataFrame form.
+
+    Returns ``(labels, skipped_empty, order)``: labels indexed by id, one float column per task (NaN = no label),
+    ``labels.attrs["task_types"]``; skipped_empty = {task: number of rows with an empty label};
+    order = {task: ids in file order} (NeuCo-Bench splits index the rows in this order).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFileNotFound(f"Label folder {folder} does not exist; pass a folder of <task>__<type>.csv files.")
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise LabelError(f"Label folder {folder} holds no <task>__<type>.csv file.")
+    series, types, skipped = {}, {}, {}
+    for f in files:
+        if "__" not in f.stem:
+            raise LabelError(f"Label file {f.name} is not named <task>__<type>.csv; rename it "
+                             f"(type one of {sorted(TASK_TYPES)}).")
+        task, kind = f.stem.split("__", 1)
+        if kind not in TASK_TYPES:
+            raise LabelError(f"Label file {f.name}: unknown task type {kind!r}; rename it to "
+                             f"{task}__regression.csv or {task}__classification.csv (accepted: {sorted(TASK_TYPES)}).")
+        df = pd.read_csv(f, dtype={"id": str, "label": str}, keep_default_na=False)
+        if not {"id", "label"} <= set(df.columns):
+            raise LabelError(f"Label file {f.name} must have columns id,label (found {list(df.columns)}).")
+        empty = df["label"].str.strip() == ""
+        skipped[task] = int(empty.sum())
+        df = df.loc[~empty]
+        try:
+            vals = df["label"].astype(float)
+        except ValueError as exc:
+            raise LabelError(f"Label file {f.name} holds a non-numeric label ({exc}); fix the file.") from exc
+        dup = df["id"].duplicated()
+        if dup.any():
+            raise LabelError(f"Label file {f.name}: duplicate id {df['id'][dup].iloc[0]!r}; keep one label per id.")
+        if task in series:
+            raise LabelError(f"Task {task!r} appears in two label files in {folder}; keep one.")
+        series[task] = pd.Series(vals.to_numpy(), index=df["id"].to_numpy(), name=task)
+        types[task] = TASK_TYPES[kind]
+    labels = pd.concat(series.values(), axis=1) if series else pd.DataFrame()
+    labels.index.name = "id"
+    labels.attrs["task_types"] = types
+    return labels, skipped, {t: sr.index.to_numpy().astype(str) for t, sr in series.items()}
+
+
+def read_labels_any(labels) -> tuple[pd.DataFrame, dict, dict]:
+    """Labels from a folder path or a labels DataFrame (index id, one column per task, attrs task_types)."""
+    if isinstance(labels, (str, Path)):
+        return read_label_folder(labels)
+    if not isinstance(labels, pd.DataFrame):
+        raise LabelError(f"labels must be a label folder path or a labels DataFrame, not {type(labels).__name__}.")
+    types = dict(labels.attrs.get("task_types") or {})
+    df = labels
+    if "id" in df.columns:
+        df = df.set_index("id")
+    missing = [c for c in df.columns if c not in types]
+    if missing:
+        raise LabelError(f"labels DataFrame: no task type for {missing}; set "
+                         "df.attrs['task_types'] = {task: 'regression' | 'classification'}.")
+    canon = {}
+    for t in df.columns:
+        if types[t] not in TASK_TYPES:
+            raise LabelError(f"labels DataFrame: task {t!r} has unknown type {types[t]!r}; "
+                             f"use one of {sorted(TASK_TYPES)}.")
+        canon[t] = TASK_TYPES[types[t]]
+    out = df.apply(pd.to_numeric, errors="raise").astype(float)
+    out.index = out.index.astype(str)
+    out.index.name = "id"
+    if out.index.duplicated().any():
+        raise LabelError(f"labels DataFrame: duplicate id {out.index[out.index.duplicated()][0]!r}; keep one row per id.")
+    out.attrs["task_types"] = canon
+    order = {t: out.index[out[t].notna()].to_numpy().astype(str) for t in out.columns}
+    return out, {t: 0 for t in out.columns}, order
+
+
+# ----------------------------------------------------------------------------------------------- matching
+@dataclass
+class Prepared:
+    """Embeddings and labels matched, standardised and scaled the NeuCo-Bench way."""
+
+    X: np.ndarray                  # (n, D) float32, standardised (one global scalar mean/std)
+    ids: np.ndarray                # (n,) str
+    Y: np.ndarray                  # (T, n) float64 scaled labels, NaN = no label
+    Y_raw: np.ndarray              # (T, n) float64 labels as given
+    tasks: list[str]
+    task_types: dict[str, str]
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # per task: row indices in label-file order
+    report: dict = field(default_factory=dict)
+
+
+def _listed(ids) -> list[str]:
+    return [str(i) for i in list(ids)[:_MAX_LISTED]]
+
+
+def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
+            scale_labels: bool = True) -> Prepared:
+    """Match embeddings to labels like NeuCo-Bench, and report every dropped or filled row.
+
+    Steps: strip id suffixes; keep embedding rows whose id has a label in any task (others dropped, counted);
+    NaN / non-numeric embedding values -> 0 (counted); one global scalar mean/std over all kept values;
+    labels min-max scaled per task over all labelled kept samples.
+    """
+    values, emb_ids, info = read_embeddings(embeddings, ids=ids)
+    lab, skipped, order = read_labels_any(labels)
+    all_types = lab.attrs["task_types"]
+    if tasks is not None:
+        tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        unknown = [t for t in tasks if t not in lab.columns]
+        if unknown:
+            raise LabelError(f"Unknown task(s) {unknown}; available: {sorted(lab.columns)}.")
+    else:
+        tasks = sorted(lab.columns)
+    labelled_any = lab.index[lab.notna().any(axis=1)]
+    keep = np.isin(emb_ids, labelled_any.to_numpy().astype(str))
+    if not keep.any():
+        raise LabelError(f"No embedding id matches a label id (embedding ids like {_listed(emb_ids[:3])}, "
+                         f"label ids like {_listed(labelled_any[:3])}); check that both use the same sample ids.")
+    dropped_ids = emb_ids[~keep]
+    X = values[keep]
+    kept_ids = emb_ids[keep]
+    nan_mask = ~np.isfinite(X)
+    nan_rows = nan_mask.any(axis=1)
+    X = np.where(nan_mask, 0.0, X)
+    mu, sigma = float(X.mean()), float(X.std())
+    if standardize:
+        sigma_used = sigma if sigma != 0 else 1.0
+        X = (X - mu) / sigma_used
+    X = np.ascontiguousarray(X, dtype=np.float32)
+
+    sub = lab.reindex(kept_ids)
+    Y_raw = np.empty((len(tasks), len(kept_ids)))
+    Y = np.empty_like(Y_raw)
+    per_task, no_embedding, rows = {}, {}, {}
+    position = pd.Series(np.arange(len(kept_ids)), index=kept_ids)
+    for k, t in enumerate(tasks):
+        y = sub[t].to_numpy(dtype=float)
+        n_lab_total = int(lab[t].notna().sum())
+        n = int(np.isfinite(y).sum())
+        no_embedding[t] = n_lab_total - n
+        if n == 0:
+            raise LabelError(f"Task {t!r}: none of its {n_lab_total} labelled ids has an embedding; "
+                             "check the ids or leave the task out with tasks=.")
+        lo, hi = np.nanmin(y), np.nanmax(y)
+        if hi == lo:
+            raise LabelError(f"Task {t!r}: the label is constant ({lo}) over its {n} samples; nothing to predict, "
+                             "leave the task out with tasks=.")
+        if all_types[t] == "classification":
+            classes = np.unique(y[np.isfinite(y)])
+            if len(classes) < 2:
+                raise LabelError(f"Task {t!r}: classification with a single class; leave it out with tasks=.")
+        Y_raw[k] = y
+        Y[k] = (y - lo) / (hi - lo) if scale_labels else y
+        per_task[t] = n
+        rows[t] = position.reindex(order[t]).dropna().to_numpy().astype(np.int64)
+    report = {
+        "source": info.get("source"),
+        "n_embeddings_in": int(len(emb_ids)),
+        "n_embeddings_kept": int(keep.sum()),
+        "ids_suffix_stripped": info["ids_suffix_stripped"],
+        "dropped_no_label": {"count": int(len(dropped_ids)), "ids": _listed(dropped_ids)},
+        "nan_filled": {"rows": int(nan_rows.sum()), "values": int(nan_mask.sum()),
+                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)),
+                       "ids": _listed(kept_ids[nan_rows])},
+        "labels_without_embedding": no_embedding,
+        "empty_labels_skipped": {t: int(skipped.get(t, 0)) for t in tasks},
+        "n_samples": per_task,
+        "standardization": {"applied": bool(standardize), "mean": mu, "std": sigma},
+        "embedding_dim": int(X.shape[1]),
+    }
+    if "flattened_dims" in info and info["flattened_dims"] != ["feature"]:
+        report["flattened_dims"] = info["flattened_dims"]
+    return Prepared(X=X, ids=kept_ids, Y=Y, Y_raw=Y_raw, tasks=list(tasks),
+                    task_types={t: all_types[t] for t in tasks}, rows=rows, report=report)

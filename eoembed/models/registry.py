@@ -1,0 +1,148 @@
+"""The model registry: ``register``, ``get_model``, ``list_models``, ``load_model``.
+
+How to add a model
+------------------
+1. Write ``eoembed/models/<name>.py`` with a module docstring (inputs, normalisation, embedding, presets,
+   differences from published code) that
+
+   * subclasses :class:`eoembed.models.base.Embedder` and implements ``encode`` (and ``extra_inputs`` if the
+     model needs non-image inputs);
+   * builds its backbone in the subclass ``__init__(spec, size, preset, missing_bands)`` (the subclass itself is
+     ``ModelSpec.embedder``) and, when the published checkpoint format differs from the module's ``state_dict``,
+     returns explicit :class:`eoembed.models.weights.LoadRules` from a ``load_rules()`` method;
+   * calls ``register(ModelSpec(...))`` at import time for each size (see croma.py for a small example).
+2. Add the module path to ``MODEL_MODULES`` in ``eoembed/models/__init__.py``. Nothing else changes: the
+   registry, ``load_model``, the CLI (``eoembed models``) and the extraction code pick it up.
+3. Add ``tests/test_models_<name>.py`` using the tiny configuration (``load_model(name, weights=None, size="tiny")``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import warnings
+from typing import Any
+
+import pandas as pd
+
+from eoembed.errors import WeightsNotFound
+
+from .base import Embedder, ModelSpec
+from .weights import LoadRules, file_sha256, find_local, read_checkpoint, resolve, strict_load
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_LOADED = False
+_LOCK = threading.RLock()
+
+
+def register(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add a model to the registry (called by each model module at import). Duplicate names raise ValueError."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"register() takes a ModelSpec, got {type(spec).__name__}")
+    with _LOCK:
+        if spec.name in _REGISTRY and not replace and _REGISTRY[spec.name] is not spec:
+            raise ValueError(f"model {spec.name!r} is already registered; pass replace=True to override it")
+        _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _ensure_loaded() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    with _LOCK:
+        if _LOADED:
+            return
+        from . import MODEL_MODULES
+
+        for mod in MODEL_MODULES:
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as e:
+                if e.name != mod:
+                    raise
+                warnings.warn(f"model module {mod} is listed in eoembed.models.MODEL_MODULES but does not exist; "
+                              "its models are not available", RuntimeWarning, stacklevel=3)
+        _LOADED = True
+
+
+def get_model(name: str) -> ModelSpec:
+    """The registered :class:`ModelSpec` called ``name`` (KeyError listing the known names otherwise)."""
+    _ensure_loaded()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {sorted(_REGISTRY)} "
+                       "(see `eoembed models`)") from None
+
+
+def model_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_REGISTRY)
+
+
+def weights_found_locally(spec: ModelSpec) -> str | None:
+    """Path of a local checkpoint for ``spec`` (EOEMBED_WEIGHTS or hub cache), or None. Never downloads."""
+    if not spec.weight_sources:
+        return None
+    p = find_local([s.filename for s in spec.weight_sources])
+    return str(p) if p else None
+
+
+def list_models() -> pd.DataFrame:
+    """One row per registered model: name, family, modalities, bands, input_size, resize, dims, temporal,
+    pooling, licence, presets, weights_file, weights_found_locally."""
+    _ensure_loaded()
+    rows = []
+    for name in sorted(_REGISTRY):
+        s = _REGISTRY[name]
+        local = weights_found_locally(s)
+        rows.append({
+            "name": s.name, "family": s.family, "modalities": ",".join(s.modalities), "bands": len(s.bands),
+            "input_size": s.input_size, "resize": s.resize, "dims": s.embed_dim, "temporal": s.temporal,
+            "pooling": s.pooling, "licence": s.licence, "presets": ",".join(sorted(s.presets)) or "-",
+            "weights_file": ",".join(w.filename for w in s.weight_sources) or "-",
+            "weights_found_locally": local is not None,
+        })
+    cols = ["name", "family", "modalities", "bands", "input_size", "resize", "dims", "temporal", "pooling",
+            "licence", "presets", "weights_file", "weights_found_locally"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str = "full",
+               preset: str | None = None, device: str | Any = "cpu", missing_bands: str = "error",
+               download: bool = True) -> Embedder:
+    """Build model ``name`` and load its weights.
+
+    weights: ``"auto"`` (explicit search order in :mod:`eoembed.models.weights`; WeightsNotFound if none, never a
+    silent random model), a file path, or ``None`` / ``"random"`` (random init, ``weights_id == "random"``).
+    size: ``"full"`` or ``"tiny"`` (same classes, 1-2 layers, width 64: tests and CPU demos; has no published
+    weights). preset: None (eoembed defaults) or a preset name such as ``"embed2scale"``.
+    missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands set to the normalisation mean; recorded).
+    """
+    base = get_model(name)
+    spec = base.resolved(preset, size)
+    if size == "tiny":
+        spec = spec.replace(weight_sources=())
+    if isinstance(weights, str) and weights == "random":
+        weights = None
+    path = sd = None
+    if weights is not None:  # resolve before building: fail fast, never build a big model for nothing
+        path, sd = resolve(spec.name, list(spec.weight_sources), weights, download=download)
+    emb: Embedder = spec.embedder(spec, size=size, preset=preset, missing_bands=missing_bands)
+    if path is not None:
+        if sd is None:
+            sd = read_checkpoint(path)
+        rules: LoadRules = getattr(emb, "load_rules", LoadRules)()
+        sha = file_sha256(path) if path.is_file() else ""
+        report = strict_load(emb.backbone, sd, rules, path=str(path), sha256=sha, model=spec.name)
+        emb.weights_id = path.name + (f"@sha256:{sha[:12]}" if sha else "")
+        emb.weights_info = {"id": emb.weights_id, **report.as_dict(),
+                            "sources": [{"file": s.filename, "url": s.url, "revision": s.revision}
+                                        for s in spec.weight_sources]}
+    emb.eval()
+    return emb.to(device)
+
+
+__all__ = ["register", "get_model", "list_models", "load_model", "model_names", "weights_found_locally",
+           "WeightsNotFound"]

@@ -1,0 +1,46 @@
+"""Shared fixtures: ``shared_dir`` (real data in ../shared, skipped when absent), ``sample_root`` (a small synthetic
+SSL4EO-S12-downstream dataset made once per session) and ``sample_cube`` (that dataset opened lazily)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+#: Size of the session sample dataset (kept small: every test file may use it).
+SAMPLE_N = 40
+SAMPLE_SIZE = 32
+SAMPLE_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """Path to ../shared (real data and weights beside the checkout); skips the test when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"real data folder {SHARED} is absent (it sits beside the checkout on developer machines and "
+                    "CI; a fresh clone has no copy)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> Path:
+    """A synthetic dataset (n=40, 32x32 px, seed 0) in the SSL4EO-S12-downstream layout, generated once per session."""
+    from eoembed.data import sample
+    root = tmp_path_factory.mktemp("eoembed_sample") / "sample"
+    return sample(root, n=SAMPLE_N, seed=SAMPLE_SEED, size=SAMPLE_SIZE, progress=False)
+
+
+@pytest.fixture(scope="session")
+def sample_cube(sample_root):
+    """``open_cube(sample_root)``: the session sample as a lazy (dask) cube."""
+    from eoembed.data import open_cube
+    return open_cube(sample_root)
+
+
+@pytest.fixture(scope="session")
+def sample_labels(sample_root):
+    """Labels of the session sample (DataFrame, index id, 11 task columns)."""
+    from eoembed.data import read_labels
+    return read_labels(sample_root / "labels")

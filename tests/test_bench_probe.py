@@ -1,0 +1,129 @@
+"""The batched NeuCo-Bench probe engine against per-fold nn.Linear + AdamW references."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torchmetrics.classification import BinaryF1Score
+from torchmetrics.regression import R2Score
+
+from eoembed.bench.core import _run, _splits
+from eoembed.bench.io import prepare
+from eoembed.bench.metrics import q_score
+from eoembed.bench.probe import best_over_epochs, train_linear_probes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from neuco_reference import reference_scores  # noqa: E402
+
+
+def _problem(n=150, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y_reg = X[:, 0] - 0.5 * X[:, 1] + 0.3 * rng.standard_normal(n)
+    y_cls = (X[:, 2] + 0.5 * rng.standard_normal(n) > 0).astype(float)
+    Y = np.stack([(y_reg - y_reg.min()) / (y_reg.max() - y_reg.min()), y_cls])
+    perm = rng.permutation(n)
+    tr = [np.sort(perm[:130]), np.sort(perm[20:120])]       # unequal sizes: masking of late steps
+    te = [perm[130:], perm[:20]]
+    return X, Y, tr, te
+
+
+def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
+    """The same draws as the engine (init, per-epoch permutations), replayed through nn.Linear + AdamW."""
+    n, d = X.shape
+    P = len(tr)
+    gen = torch.Generator().manual_seed(seed)
+    W0 = (torch.rand(P, d + 1, generator=gen) * 2 - 1) / math.sqrt(d)
+    width = math.ceil(max(len(r) for r in tr) / B) * B
+    padded = torch.full((P, width), n, dtype=torch.int64)
+    for p, r in enumerate(tr):
+        padded[p, : len(r)] = torch.as_tensor(r)
+    models, opts = [], []
+    for p in range(P):
+        lin = nn.Linear(d, 1)
+        with torch.no_grad():
+            lin.weight.copy_(W0[p, :d][None])
+            lin.bias.copy_(W0[p, d:])
+        models.append(lin)
+        opts.append(torch.optim.AdamW(lin.parameters(), lr=1e-3, weight_decay=0.01))
+    Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y, dtype=torch.float32)
+    hist = np.zeros((P, epochs))
+    for e in range(epochs):
+        keys = torch.rand(padded.shape, generator=gen).masked_fill_(padded >= n, 2.0)
+        order = padded.gather(1, keys.argsort(dim=1))
+        for p in range(P):
+            rows = order[p][order[p] < n]
+            loss_fn = nn.BCEWithLogitsLoss() if is_cls[p] else nn.MSELoss()
+            for s in range(0, len(rows), B):
+                b = rows[s:s + B]
+                loss = loss_fn(models[p](Xt[b]).view(-1), Yt[p, b])
+                opts[p].zero_grad()
+                loss.backward()
+                opts[p].step()
+            with torch.no_grad():
+                out = models[p](Xt[te[p]]).view(-1)
+            metric = BinaryF1Score() if is_cls[p] else R2Score()
+            hist[p, e] = float(metric(out, Yt[p, te[p]]))
+    return hist
+
+
+@pytest.mark.parametrize("kernels", ["sparse", "dense"])
+def test_engine_replays_adamw_exactly(kernels):
+    X, Y, tr, te = _problem()
+    is_cls = np.array([False, True])
+    hist = train_linear_probes(X, Y, [0, 1], is_cls, tr, te, epochs=4, seed=7, kernels=kernels, progress=False)
+    ref = _replay(X, Y, tr, te, is_cls, epochs=4, seed=7)
+    np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_best_over_epochs_ignores_nan():
+    h = np.array([[0.1, np.nan, 0.3], [np.nan, np.nan, np.nan]])
+    out = best_over_epochs(h)
+    assert out[0] == 0.3 and np.isnan(out[1])
+
+
+def _labels(n, d, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    ids = [f"s{i}" for i in range(n)]
+    lab = pd.DataFrame({"lin": X[:, :5].sum(1) + rng.standard_normal(n),
+                        "cls": (X[:, 0] + rng.standard_normal(n) > 0).astype(float)},
+                       index=pd.Index(ids, name="id"))
+    lab.attrs["task_types"] = {"lin": "regression", "cls": "classification"}
+    return X, ids, lab
+
+
+def _agreement(n, d, K, seeds):
+    X, ids, lab = _labels(n, d, 1)
+    prep = prepare(X, lab, ids=ids)
+    sp = _splits(prep, K, 42)
+    ours = np.stack([_run(prep, sp, "compat", "neuco", 10, s, torch.device("cpu"), False)[0] for s in seeds])
+    ref = np.stack([reference_scores(prep, sp, seed=s + 100) for s in seeds])
+    return prep, ours, ref
+
+
+def test_compat_agrees_with_per_fold_reference():
+    prep, ours, ref = _agreement(600, 48, 8, seeds=[0])
+    for i, t in enumerate(prep.tasks):
+        a, b = ours[:, i].ravel(), ref[:, i].ravel()
+        se = math.sqrt(a.var() / a.size + b.var() / b.size)
+        assert abs(a.mean() - b.mean()) < 4 * se + 0.02, (t, a.mean(), b.mean())
+        qa, qb = q_score(a), q_score(b)
+        assert abs(qa - qb) < max(4.0, 0.5 * abs(qb)), (t, qa, qb)
+
+
+@pytest.mark.slow
+def test_compat_agrees_with_reference_k40():
+    prep, ours, ref = _agreement(2000, 256, 40, seeds=[0, 1])
+    for i, t in enumerate(prep.tasks):
+        a, b = ours[:, i], ref[:, i]
+        assert abs(a.mean() - b.mean()) < 3 * math.sqrt(a.var() / a.size + b.var() / b.size) + 0.01, t
+        qa = np.mean([q_score(r) for r in a])
+        qb = np.mean([q_score(r) for r in b])
+        assert abs(qa - qb) < max(1.5, 0.15 * abs(qb)), (t, qa, qb)

@@ -1,0 +1,73 @@
+"""Compression with the evaluation engine: in-loop Q-bar, NeuCo CSV round trip, ablation table, baselines."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from compress_helpers import synthetic_embeddings, tiny_cube, write_label_folder, write_store
+
+from eoembed.compress import ablate, default_combos, train_compressor
+
+bench = pytest.importorskip("eoembed.bench")
+if not hasattr(bench, "evaluate"):
+    pytest.skip("eoembed.bench.evaluate is not available yet", allow_module_level=True)
+
+TINY = dict(hidden=16, out_dim=4, batch_size=16, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def emb():
+    return synthetic_embeddings(n=60, seed=1)
+
+
+def test_in_loop_q_history_and_selection(emb, tmp_path):
+    data, labels = emb
+    rows = []
+    res = train_compressor(data, labels, epochs=6, eval_every=2, q_folds=4, callbacks=[rows.append],
+                           out=tmp_path / "run", progress=False, **TINY)
+    h = res.history
+    assert {"q_bar", "q/reg_a", "q/reg_b", "q/cls_c", "val_mse", "train_loss"} <= set(h.columns)
+    assert np.isfinite(h["q_bar"]).all() and [r["epoch"] for r in rows] == [2, 4, 6]
+    assert res.selection == "q_bar"
+    assert res.selected_epoch == int(h.loc[h["q_bar"].idxmax(), "epoch"])
+    assert res.best_mse_epoch == int(h.loc[h["val_mse"].idxmin(), "epoch"])
+    assert res.checkpoint.exists() and res.mse_checkpoint.exists()
+    back = pd.read_csv(tmp_path / "run" / "history.csv")
+    np.testing.assert_allclose(back["q_bar"], h["q_bar"])
+    # the result's embeddings are the selected checkpoint's encoder output
+    np.testing.assert_allclose(res.encode(data).values, res.embeddings.values, rtol=1e-5, atol=1e-6)
+
+
+def test_exported_csv_is_accepted_by_evaluate(emb, tmp_path):
+    data, labels = emb
+    res = train_compressor(data, labels, epochs=2, eval_every=2, q_folds=3, progress=False, **TINY)
+    csv = res.export(tmp_path / "emb.csv")
+    folder = write_label_folder(labels, tmp_path / "labels")
+    from_csv = bench.evaluate(str(csv), str(folder), folds=3, progress=False)
+    from_mem = bench.evaluate(res.embeddings.astype(np.float16).astype(np.float32), labels, folds=3,
+                              progress=False)
+    assert set(from_csv.per_task.index) == {"reg_a", "reg_b", "cls_c"}
+    np.testing.assert_allclose(from_csv.overall_q, from_mem.overall_q, rtol=1e-4, atol=1e-4)
+
+
+def test_ablation_table_and_per_task(emb, tmp_path):
+    data, labels = emb
+    store = write_store(tmp_path / "emb.zarr", data)
+    assert default_combos(["b", "a", "c"]) == [("a",), ("b",), ("c",), ("a", "b", "c"), ("b", "c"), ("a", "c"),
+                                               ("a", "b")]
+    assert default_combos(["a", "b"]) == [("a",), ("b",), ("a", "b")]
+    cube = tiny_cube([str(s) for s in data["presto"]["sample"].values])
+    res = ablate(store, labels, combos=[["presto"], ["croma_tiny", "presto"]], cube=cube, epochs=2, eval_every=2,
+                 eval_folds=4, q_folds=3, out=tmp_path / "abl", rcf_features=8, progress=False, **TINY)
+    t = res.table
+    assert list(t.index) == ["presto", "croma_tiny + presto", "PCA (all models)", "RCF (cube)"]
+    assert {"method", "q_bar", "z", "mse", "n_models", "out_dim"} <= set(t.columns)
+    assert list(t["method"]) == ["autoencoder", "autoencoder", "pca", "rcf"]
+    assert np.isfinite(t["q_bar"]).all() and np.isfinite(t["z"]).all() and np.isnan(t.loc["RCF (cube)", "mse"])
+    assert list(res.per_task.columns) == ["cls_c", "reg_a", "reg_b"] or set(res.per_task.columns) == {
+        "cls_c", "reg_a", "reg_b"}
+    assert list(res.per_task.index) == list(t.index)
+    # resumed: finished runs are read back, same table
+    again = ablate(store, labels, combos=[["presto"], ["croma_tiny", "presto"]], cube=cube, epochs=2, eval_every=2,
+                   eval_folds=4, q_folds=3, out=tmp_path / "abl", rcf_features=8, progress=False, **TINY)
+    pd.testing.assert_frame_equal(again.table[["q_bar", "z", "mse"]], t[["q_bar", "z", "mse"]])
