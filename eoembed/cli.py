@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.models.cli",
     "eoembed.compress.cli",
     "eoembed.bench.cli",
+    "eoembed.pipeline_cli",
 )
 
 for _name in COMMAND_MODULES:

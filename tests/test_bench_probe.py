@@ -40,10 +40,6 @@ def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
     P = len(tr)
     gen = torch.Generator().manual_seed(seed)
     W0 = (torch.rand(P, d + 1, generator=gen) * 2 - 1) / math.sqrt(d)
-    width = math.ceil(max(len(r) for r in tr) / B) * B
-    padded = torch.full((P, width), n, dtype=torch.int64)
-    for p, r in enumerate(tr):
-        padded[p, : len(r)] = torch.as_tensor(r)
     models, opts = [], []
     for p in range(P):
         lin = nn.Linear(d, 1)
@@ -55,10 +51,9 @@ def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y, dtype=torch.float32)
     hist = np.zeros((P, epochs))
     for e in range(epochs):
-        keys = torch.rand(padded.shape, generator=gen).masked_fill_(padded >= n, 2.0)
-        order = padded.gather(1, keys.argsort(dim=1))
+        orders = [torch.as_tensor(r)[torch.randperm(len(r), generator=gen)] for r in tr]
         for p in range(P):
-            rows = order[p][order[p] < n]
+            rows = orders[p]
             loss_fn = nn.BCEWithLogitsLoss() if is_cls[p] else nn.MSELoss()
             for s in range(0, len(rows), B):
                 b = rows[s:s + B]

@@ -46,13 +46,13 @@ def test_every_model_tiny_on_sample(sample_root, sample_cube, tmp_path):
 
 
 def test_dask_workers_build_registry_models_and_read_by_path(sample_root, tmp_path):
-    kw = dict(models=["croma_base", "presto"], size="tiny", weights="random", batch_size=4, chunk_size=8,
+    kw = dict(models=["croma_base", "dofa_base"], size="tiny", weights="random", batch_size=4, chunk_size=8,
               progress=False)
     extract(sample_root, out=tmp_path / "local.zarr", **kw)
     res = extract(sample_root, out=tmp_path / "dask.zarr", dask_address="local", **kw)
     assert res.chunks_computed == 5
     a, b = open_embeddings(tmp_path / "local.zarr"), open_embeddings(tmp_path / "dask.zarr")
-    for m in ("croma_base", "presto"):
+    for m in ("croma_base", "dofa_base"):
         np.testing.assert_array_equal(a[m].values, b[m].values)
 
 

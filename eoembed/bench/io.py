@@ -207,7 +207,7 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
     lab, skipped, order = read_labels_any(labels)
     all_types = lab.attrs["task_types"]
     if tasks is not None:
-        tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+        tasks = sorted([tasks] if isinstance(tasks, str) else list(tasks))  # NeuCo order: alphabetical
         unknown = [t for t in tasks if t not in lab.columns]
         if unknown:
             raise LabelError(f"Unknown task(s) {unknown}; available: {sorted(lab.columns)}.")

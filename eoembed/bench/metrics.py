@@ -144,6 +144,7 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     out.insert(1, "weighted_score", (ranks * weights).sum(axis=1))
     out.insert(2, "aggregated_rank", rankdata(out["weighted_score"].to_numpy(), method="min").astype(int))
     out = out.rename_axis("method").reset_index()[cols].sort_values("weighted_score").reset_index(drop=True)
+    out.columns.name = None
     out.attrs["weights"] = dict(zip(tasks, weights.tolist()))
     out.attrs["dropped"] = dropped
     return out

@@ -109,15 +109,14 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     cls = torch.as_tensor(np.asarray(is_cls, dtype=bool), device=device)
     any_cls, all_cls = bool(cls.any()), bool(cls.all())
     cls_col = cls[:, None]
-    tr = _pad(train_idx, n).to(device)
+    tr_rows = [torch.as_tensor(np.asarray(r, dtype=np.int64), device=device) for r in train_idx]
+    lens = [len(r) for r in train_idx]
     te = _pad(test_idx, n).to(device)
     te_mask = te < n
     y_te = Yp.gather(1, te)
-    n_tr = torch.as_tensor([len(r) for r in train_idx], device=device)
-    n_steps = math.ceil(tr.shape[1] / B)
+    n_tr = torch.as_tensor(lens, device=device)
+    n_steps = math.ceil(max(lens) / B)
     width = n_steps * B
-    if tr.shape[1] < width:
-        tr = torch.cat([tr, torch.full((P, width - tr.shape[1]), n, device=device, dtype=tr.dtype)], 1)
     # Padding sorts to the end of every permutation, so batch sizes are fixed by position: precompute them.
     pos = torch.arange(width, device=device).view(n_steps, 1, B)
     valid = pos < n_tr.view(1, P, 1)                                      # (S, P, B)
@@ -126,7 +125,6 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     active = cnt > 0
     all_active = active.all(1).tolist()
     act_f = active.to(torch.float32)
-    pad_keys = tr >= n
     prow = torch.arange(P, device=device).repeat_interleave(B)            # probe of each flat entry
     crow = torch.arange(0, P * B + 1, B, device=device)
     zero_vals = torch.zeros(P * B, device=device)
@@ -142,11 +140,15 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     history = torch.empty(P, epochs, dtype=torch.float64)
 
     for epoch in tqdm(range(epochs), desc="probe epochs", disable=not progress, leave=False):
-        keys = torch.rand(tr.shape, generator=gen, device=device).masked_fill_(pad_keys, 2.0)
-        order = tr.gather(1, keys.argsort(dim=1)).view(P, n_steps, B).transpose(0, 1).reshape(n_steps, P * B)
+        order = torch.full((P, width), n, dtype=torch.int64, device=device)
+        for p in range(P):                              # a fresh shuffle per probe, as DataLoader(shuffle=True)
+            order[p, : lens[p]] = tr_rows[p][torch.randperm(lens[p], generator=gen, device=device)]
+        order = order.view(P, n_steps, B).transpose(0, 1).reshape(n_steps, P * B)
         if kernels == "sparse":
-            # Sample-major pattern per step (rows = samples, cols = probes) for the sampled forward product.
-            perm = (order * P + prow).argsort(dim=1)
+            # Sample-major pattern per step (rows = samples, cols = probes) for the sampled forward product;
+            # a stable sort by sample (radix sort on small integers) groups each sample's probes.
+            o = order.cpu().numpy().astype(np.int16 if n < 32767 else np.int32)
+            perm = torch.from_numpy(np.argsort(o, axis=1, kind="stable")).to(device)
             pcol = prow[perm]
             counts = torch.zeros(n_steps, n + 2, dtype=torch.int64, device=device)
             counts[:, 1:].scatter_add_(1, order, torch.ones_like(order))

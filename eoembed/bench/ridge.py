@@ -46,14 +46,14 @@ def _ridge_fold(F, e, y, Fte, alphas):
     U = F / e.sqrt()                                          # left singular vectors (n, r)
     Uy = U.T @ yc                                             # (r, T)
     best_err = torch.full((y.shape[1],), float("inf"), dtype=F.dtype)
-    best = torch.zeros(Fte.shape[0], y.shape[1], dtype=F.dtype)
+    best = ym.expand(Fte.shape[0], y.shape[1]).clone()       # fallback: the training mean
     U2 = U * U
     for a in alphas:
         shrink = e / (e + a)                                  # (r,)
         fitted = U @ (Uy * shrink[:, None]) + ym              # (n, T)
         h = 1.0 / n + U2 @ shrink                             # hat diagonal incl. intercept (n,)
         loo = ((y - fitted) / (1.0 - h)[:, None]) ** 2
-        err = loo.mean(0)
+        err = torch.nan_to_num(loo.mean(0), nan=float("inf"))
         better = err < best_err
         if bool(better.any()):
             theta = Uy / (e + a)[:, None] * e.sqrt()[:, None]  # coefficients on F: w = V theta

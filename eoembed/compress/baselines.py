@@ -23,6 +23,8 @@ from eoembed.errors import DataError
 
 __all__ = ["pca_baseline", "rcf_baseline"]
 
+_IN_MEMORY_BYTES = 2 * 1024**3  # rcf_baseline loads cubes up to this size into memory, streams larger ones
+
 
 def _capped(out_dim: int, n_samples: int, n_features: int, what: str) -> int:
     if out_dim < 1:
@@ -126,6 +128,8 @@ def rcf_baseline(cube: Any, n_features: int = 4096, out_dim: int = 1024, *, seed
     if da.sizes["y"] <= kernel_size or da.sizes["x"] <= kernel_size:
         raise DataError(f"cube images are {da.sizes['y']}x{da.sizes['x']} px; RCF needs more than kernel_size="
                         f"{kernel_size}")
+    if da.nbytes <= _IN_MEMORY_BYTES:  # small cubes: read once instead of once per statistic / batch / patch
+        da = da.load()
     red = ("sample", "season", "y", "x")
     mean = np.asarray(da.mean(dim=red, skipna=True).values, dtype=np.float64)
     std = np.asarray(da.std(dim=red, skipna=True).values, dtype=np.float64)

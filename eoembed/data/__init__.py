@@ -7,7 +7,7 @@ from eoembed.data.pixels import cube_to_pixels, make_pixels, validate_pixels  # 
 from eoembed.data.ssl4eo import (open_cube, read_sample_file, write_sample_file,  # noqa: F401
                                  write_ssl4eo)
 from eoembed.data.synthetic import TASK_TYPES, sample  # noqa: F401
-from eoembed.data.validate import validate  # noqa: F401
+from eoembed.data.validation import validate  # noqa: F401
 from eoembed.data.worldcereal import worldcereal_cube, worldcereal_pixels  # noqa: F401
 
 __all__ = [

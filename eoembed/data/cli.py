@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                      check_values: bool = typer.Option(True, help="read every file to check values"),
                      progress: bool = typer.Option(True, help="show a progress bar")) -> None:
         """Validate a dataset folder and print a report; exit code 1 with the reason when invalid."""
-        from eoembed.data.validate import validate
+        from eoembed.data.validation import validate
         from eoembed.errors import EOEmbedError
         try:
             rep = validate(root, nodata=nodata, missing_seasons=missing_seasons, check_values=check_values,

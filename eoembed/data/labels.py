@@ -72,7 +72,7 @@ def read_labels(labels_dir: str | Path, tasks: list[str] | None = None) -> pd.Da
             raise LabelError(f"label file {str(f)!r} has non-numeric label(s) {t.loc[bad, 'label'].tolist()[:5]} "
                              f"(ids {t.loc[bad, 'id'].tolist()[:5]}); labels must be numbers (classification: 0/1).")
         if typ == "classification":
-            vals = set(np.unique(lab.dropna()))
+            vals = {float(v) for v in np.unique(lab.dropna())}
             if not vals <= {0.0, 1.0}:
                 raise LabelError(f"classification label file {str(f)!r} has values {sorted(vals)[:6]}; "
                                  "NeuCo-Bench classification is binary 0/1. Threshold the labels or rename the file "

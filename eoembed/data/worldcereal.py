@@ -96,10 +96,20 @@ def _open_nc(path: Path) -> xr.Dataset:
     errors = []
     for engine in ("h5netcdf", "scipy", "netcdf4"):
         try:
-            return xr.open_dataset(path, engine=engine, mask_and_scale=False)
+            return xr.open_dataset(path, engine=engine)
         except Exception as e:  # try the next engine
             errors.append(f"{engine}: {type(e).__name__}: {e}")
     raise DataError(f"cannot read {str(path)!r} with xarray ({'; '.join(errors)}); install h5netcdf.")
+
+
+def _raw(ds: xr.Dataset, var: str) -> np.ndarray:
+    """Stored values as float64 with nodata as NaN (65535, or a decoded _FillValue; int16 + _Unsigned re-viewed)."""
+    v = ds[var].values
+    if v.dtype == np.int16 and str(ds[var].attrs.get("_Unsigned", ds[var].encoding.get("_Unsigned", ""))).lower() == "true":
+        v = v.view(np.uint16)
+    v = v.astype(np.float64)
+    v[v == NODATA] = np.nan
+    return v
 
 
 def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
@@ -122,7 +132,7 @@ def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
             raise DataError(f"{str(path)!r} has no month in season(s) {absent}; a cube needs all four seasons.")
         layers, keys = [], []
         for b, var in s1:
-            db = s1_to_db(ds[var].values)  # (t, y, x)
+            db = s1_to_db(np.nan_to_num(_raw(ds, var), nan=NODATA))  # (t, y, x)
             power = np.power(10.0, db.astype(np.float64) / 10)
             out = np.empty((4, ny, nx), np.float32)
             for k in range(4):
@@ -134,8 +144,8 @@ def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
             keys.append(f"s1/{b}")
         valid_frac = {}
         for b, var in s2:
-            v = ds[var].values.astype(np.float64)
-            ok = v != NODATA
+            v = _raw(ds, var)
+            ok = np.isfinite(v)
             out = np.empty((4, ny, nx), np.float32)
             for k in range(4):
                 n = ok[season_of == k].sum(axis=0)

@@ -21,6 +21,7 @@ the +1000 offset is added before normalising and CROMA's own [0, 1] scaling is u
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -55,6 +56,17 @@ def flatten_nested(sd: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def alibi_2d(num_heads: int, side: int) -> torch.Tensor:
+    """CROMA's 2-D ALiBi bias ``-slope_h * euclidean_distance(patch_i, patch_j)`` (same values and patch order
+    as torchgeo ``get_2dalibi``), shape ``(1, heads, side*side, side*side)``."""
+    start = 2 ** (-(2 ** -(math.log2(num_heads) - 3)))
+    slopes = torch.tensor([start * start ** i for i in range(num_heads)], dtype=torch.float32)
+    ar = torch.arange(side, dtype=torch.float64)
+    pts = torch.stack(torch.meshgrid(ar, ar, indexing="ij"), dim=-1).reshape(-1, 2)
+    dist = torch.cdist(pts, pts).to(torch.float32)
+    return (-(slopes.view(-1, 1, 1) * dist)).unsqueeze(0)
+
+
 class CromaEmbedder(Embedder):
     """CROMA joint embedding per season."""
 
@@ -63,13 +75,16 @@ class CromaEmbedder(Embedder):
         from torchgeo.models import croma as tg_croma
 
         o = spec.options
+        # Built at 8 px (1 patch) and then given the ALiBi table for the real size, computed vectorised:
+        # torchgeo's get_2dalibi loops in Python over all patch pairs (~1.2 M tensor ops at 264 px).
         if o.get("builder"):
-            backbone = getattr(tg_croma, o["builder"])(weights=None, modalities=["sar", "optical"],
-                                                       image_size=spec.input_size)
+            backbone = getattr(tg_croma, o["builder"])(weights=None, modalities=["sar", "optical"], image_size=8)
         else:  # tiny: the same CROMA class with few layers / small width
             backbone = tg_croma.CROMA(modalities=["sar", "optical"], encoder_dim=o["encoder_dim"],
-                                      encoder_depth=o["encoder_depth"], num_heads=16, patch_size=8,
-                                      image_size=spec.input_size)
+                                      encoder_depth=o["encoder_depth"], num_heads=16, patch_size=8, image_size=8)
+        backbone.image_size = spec.input_size
+        backbone.num_patches = (spec.input_size // 8) ** 2
+        backbone.attn_bias = alibi_2d(backbone.num_heads, spec.input_size // 8)
         super().__init__(spec, backbone, size=size, preset=preset, missing_bands=missing_bands)
 
     def load_rules(self) -> LoadRules:

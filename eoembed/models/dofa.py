@@ -8,7 +8,7 @@ Embedding per pass: mean of the patch tokens (CLS excluded) followed by ``fc_nor
 
 Normalisation: DOFA normalised each pre-training sensor with its own dataset statistics; for Sentinel-1/2 cubes
 eoembed uses the SSL4EO-S12 v1.1 z-score (+1000 added to S2 first, as those statistics assume).
-S1 wavelengths: DOFA's documented SAR placeholder ``3.75`` um for VV and VH (torchgeo docs).
+S1 wavelengths: DOFA's documented SAR wavelength value ``3.75`` um for VV and VH (torchgeo docs).
 
 Weights: ``dofa_base_patch16_224-a0275954.pth`` / ``dofa_large_patch16_224-0ff904d3.pth`` (torchgeo re-host).
 They hold no ``fc_norm`` (torchgeo creates it at load time): eoembed keeps its documented initial value
