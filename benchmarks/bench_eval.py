@@ -50,6 +50,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--reference-threads", type=int, default=1,
+                    help="torch threads for the reference loop (1 = its fastest setting on a shared 2-core machine)")
+    ap.add_argument("--noise-seeds", type=int, default=5, help="extra engine seeds to measure the Q noise floor")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_eval.json"))
     args = ap.parse_args()
 
@@ -66,15 +69,23 @@ def main() -> None:
     if not args.skip_reference:
         from neuco_reference import reference_scores
 
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(args.reference_threads)
         t0 = time.perf_counter()
         ref = reference_scores(prep, splits, epochs=args.epochs, seed=42)
         t_ref = time.perf_counter() - t0
+        torch.set_num_threads(threads_before)
+    # Noise floor: the same engine with other seeds (splits fixed), as NeuCo-Bench re-run with other global seeds.
+    seeds_q = np.array([[q_score(r) for r in _run(prep, splits, "compat", "neuco", args.epochs, s,
+                                                   torch.device("cpu"), False)[0]]
+                        for s in range(1, 1 + args.noise_seeds)])
     load_after = os.getloadavg()
 
     rows = []
     for i, t in enumerate(prep.tasks):
         row = {"task": t, "type": prep.task_types[t], "mean_batched": float(ours[i].mean()),
-               "std_batched": float(ours[i].std()), "q_batched": q_score(ours[i])}
+               "std_batched": float(ours[i].std()), "q_batched": q_score(ours[i]),
+               "q_seed_std": float(seeds_q[:, i].std(ddof=1)) if len(seeds_q) > 1 else None}
         if ref is not None:
             row.update(mean_reference=float(ref[i].mean()), std_reference=float(ref[i].std()),
                        q_reference=q_score(ref[i]))
@@ -86,13 +97,15 @@ def main() -> None:
     print(f"batched engine: {t_ours:.2f} s")
     if t_ref is not None:
         print(f"per-fold reference: {t_ref:.2f} s   speed-up: {t_ref / t_ours:.1f}x")
-    print(f"load average before {load_before}, after {load_after}; torch threads {torch.get_num_threads()}")
+    print(f"load average before {load_before}, after {load_after}; "
+          f"threads: engine 1, reference {args.reference_threads}")
     result = {
         "n": args.n, "dim": args.dim, "folds": args.folds, "epochs": args.epochs, "tasks": len(prep.tasks),
         "seconds_batched": t_ours, "seconds_reference": t_ref,
         "speedup": (t_ref / t_ours) if t_ref else None,
         "scores": rows, "loadavg_before": load_before, "loadavg_after": load_after,
-        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "cpu_count": os.cpu_count(), "engine_threads": 1, "reference_threads": args.reference_threads,
+        "torch": torch.__version__,
         "platform": platform.platform(), "device": "cpu",
     }
     out = Path(args.out)

@@ -1,12 +1,18 @@
 """Registry API, weight resolution order and strict loading (tiny models, no network)."""
 from __future__ import annotations
 
+import hashlib
+import inspect
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from eoembed.errors import WeightsMismatchError, WeightsNotFound
+from eoembed.errors import DataError, WeightsMismatchError, WeightsNotFound
 from eoembed.models import get_model, list_models, load_model, weights_found_locally
+from eoembed.models.registry import random_init_seed
 from eoembed.models.base import WeightSource
 from eoembed.models.weights import LoadRules, resolve, strict_load
 
@@ -97,6 +103,34 @@ def test_random_weights_id_and_metadata():
     json.dumps(md)
 
 
+def digest(module):
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode() + v.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_random_init_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    a = load_model("croma_base", weights=None, size="tiny")
+    b = load_model("croma_base", weights=None, size="tiny")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.metadata["random_init_seed"] == random_init_seed("croma_base", "tiny") == b.random_init_seed
+    assert random_init_seed("croma_base", "tiny") != random_init_seed("croma_base", "tiny", "embed2scale")
+    other = load_model("croma_base", weights=None, size="tiny", seed=1)
+    assert other.metadata["random_init_seed"] == 1 and digest(other) != digest(a)
+    with pytest.raises(ValueError, match="seed"):
+        load_model("croma_base", weights=None, size="tiny", seed=-1)
+    # the same random model in another process (resumed extraction, Dask workers)
+    code = ("import hashlib\nfrom eoembed.models import load_model\n" + inspect.getsource(digest)
+            + "print(digest(load_model('croma_base', weights=None, size='tiny')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == digest(a)
+
+
 def test_strict_roundtrip_and_mismatch(tmp_path):
     emb = load_model("dofa_base", weights=None, size="tiny")
     torch.manual_seed(0)
@@ -104,7 +138,7 @@ def test_strict_roundtrip_and_mismatch(tmp_path):
     torch.save(emb.backbone.state_dict(), path)
     again = load_model("dofa_base", weights=str(path), size="tiny")
     assert again.weights_id.startswith("tiny_dofa.pt@sha256:")
-    assert again.metadata["random_weights"] is False
+    assert again.metadata["random_weights"] is False and again.metadata["random_init_seed"] is None
     x = cube(keys=["s1/VV", "s1/VH"] + [f"s2l1c/{b}" for b in ("B01", "B02", "B03", "B04", "B05", "B06", "B07",
                                                                 "B08", "B8A", "B09", "B10", "B11", "B12")])
     keys = ["s1/VV", "s1/VH"] + list(get_model("dofa_base").group_dict["s2"])
@@ -154,6 +188,33 @@ def test_missing_band_error_and_fill_mean():
     assert filled(**inp).shape == (2, 4, filled.spec.embed_dim)
     md = filled.metadata
     assert md["filled_bands"] == ["s2l2a/B05"] and md["missing_bands_policy"] == "fill-mean"
+
+
+def test_fill_mean_whole_group_absent():
+    """A WorldCereal-like cube: S1 + S2 L2A without B01/B8A/B09, no L1C at all."""
+    keys = ["s1/VV", "s1/VH"] + [f"s2l2a/{b}" for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B11", "B12")]
+    x = cube(keys=keys)
+    dofa = load_model("dofa_base", weights=None, size="tiny")
+    with pytest.raises(DataError, match="s2l1c/B01"):
+        dofa.prepare(x, keys)
+    dofa = load_model("dofa_base", weights=None, size="tiny", missing_bands="fill-mean")
+    inp = dofa.prepare(x, keys)
+    assert inp["s2"].shape == (2, 4, 13, 32, 32) and torch.all(inp["s2"] == 0)  # z-score: the mean maps to 0
+    assert inp["s1"].std() > 0.1
+    assert torch.isfinite(dofa(**inp)).all()
+    assert dofa.metadata["filled_bands"] == sorted(dofa.spec.group_dict["s2"])
+    croma = load_model("croma_base", weights=None, size="tiny", missing_bands="fill-mean")  # needs L2A only
+    inp = croma.prepare(x, keys)
+    optical = list(croma.spec.group_dict["optical"])
+    absent = [k for k in optical if k not in keys]
+    assert absent == ["s2l2a/B01", "s2l2a/B8A", "s2l2a/B09"]
+    for k in optical:
+        band = inp["optical"][:, :, optical.index(k)]
+        assert torch.all(band == 0.5) if k in absent else band.std() > 0.01, k
+    assert torch.isfinite(croma(**inp)).all() and croma.metadata["filled_bands"] == sorted(absent)
+    with pytest.raises(DataError, match="none of them"):
+        load_model("scalemae_large", weights=None, size="tiny", missing_bands="fill-mean").prepare(x[:, :, :2],
+                                                                                                   keys[:2])
 
 
 def test_prepare_validation_offset_and_resize():

@@ -210,6 +210,20 @@ def test_cube_real_weights_missing_band_is_masked(presto):
     assert "B8A" in presto.metadata["masked_bands"]
 
 
+def test_cube_without_its_s2_modality_masks_all_s2_under_fill_mean():
+    model = build_presto(None, size="tiny")
+    x = _cube(b=2, h=8, w=8)
+    s1 = x[:, :, :2]
+    with pytest.raises(DataError, match="fill-mean"):
+        model.prepare(s1, CUBE_KEYS[:2])
+    with torch.no_grad():
+        absent = model(**model.prepare(s1, CUBE_KEYS[:2], missing_bands="fill-mean"))
+        x[:, :, 2:] = 0  # S2 nodata
+        nodata = model(**model.prepare(x, CUBE_KEYS))
+    torch.testing.assert_close(absent, nodata)
+    assert "B2" in model.metadata["masked_bands"]
+
+
 def test_pixel_grid():
     rows, cols = pixel_grid(264, 264, "grid:16")
     assert len(rows) == 16 and rows[0] == 8 and rows[-1] == 255

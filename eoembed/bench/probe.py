@@ -97,8 +97,20 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     n, d = X.shape
     P = len(train_idx)
     B = batch_size
-    # Row n is an all-zero sentinel (padding): it contributes nothing to outputs or gradients.
-    Xa = torch.zeros(n + 1, d + 1)
+    # Probes are stored sorted by training size: equal sizes share AdamW step counts, so each such group is one
+    # contiguous block updated by a single fused AdamW call. Random draws still follow the caller's probe order.
+    sizes = np.array([len(r) for r in train_idx])
+    srt = np.argsort(sizes, kind="stable")
+    pos_of = np.empty(P, dtype=np.int64)
+    pos_of[srt] = np.arange(P)
+    train_idx = [train_idx[i] for i in srt]
+    test_idx = [test_idx[i] for i in srt]
+    task_of_probe = np.asarray(task_of_probe)[srt]
+    is_cls = np.asarray(is_cls, dtype=bool)[srt]
+    # Row n is an all-zero sentinel (padding): it contributes nothing to outputs or gradients. Columns are padded
+    # to a multiple of 16 (zeros) for aligned sparse kernels; the padded weights get zero gradient and stay 0.
+    dp = -(-(d + 1) // 16) * 16
+    Xa = torch.zeros(n + 1, dp)
     Xa[:n, :d] = X
     Xa[:n, d] = 1.0
     Xa = Xa.to(device)
@@ -132,16 +144,24 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     bound = 1.0 / math.sqrt(d)
-    W = (torch.rand(P, d + 1, generator=gen, device=device) * 2 - 1) * bound
+    W = torch.zeros(P, dp, device=device)
+    W[:, : d + 1] = ((torch.rand(P, d + 1, generator=gen, device=device) * 2 - 1) * bound)[torch.as_tensor(srt)]
     m = torch.zeros_like(W)
     v = torch.zeros_like(W)
     t = torch.zeros(P, 1, device=device)
     b1, b2 = BETAS
+    fused = hasattr(torch, "_fused_adamw_")
+    groups = []                                          # (start, stop, shared step tensor) of equal-size probes
+    for size in np.unique(sizes):
+        rows_g = np.flatnonzero(sizes[srt] == size)
+        groups.append((int(rows_g[0]), int(rows_g[-1]) + 1, torch.zeros((), device=device)))
+    g = torch.empty(P, dp, device=device)
     history = torch.empty(P, epochs, dtype=torch.float64)
 
     for epoch in tqdm(range(epochs), desc="probe epochs", disable=not progress, leave=False):
         order = torch.full((P, width), n, dtype=torch.int64, device=device)
-        for p in range(P):                              # a fresh shuffle per probe, as DataLoader(shuffle=True)
+        for q in range(P):                              # a fresh shuffle per probe, as DataLoader(shuffle=True)
+            p = pos_of[q]
             order[p, : lens[p]] = tr_rows[p][torch.randperm(lens[p], generator=gen, device=device)]
         order = order.view(P, n_steps, B).transpose(0, 1).reshape(n_steps, P * B)
         if kernels == "sparse":
@@ -171,11 +191,20 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
             dz = dz * scale[s]
             if kernels == "sparse":
                 grad = torch.sparse_csr_tensor(crow, idx, dz.reshape(-1), (P, n + 1), check_invariants=False)
-                g = grad @ Xa                                             # (P, D+1)
+                g.copy_(grad @ Xa)                                        # (P, dp)
             else:
                 R = torch.zeros(P, n + 1, device=device)
                 R.scatter_(1, idx.view(P, B), dz)                         # padding lands in the sentinel column
-                g = R @ Xa
+                torch.mm(R, Xa, out=g)
+            if fused:
+                for a0, a1, step in groups:
+                    if not bool(active[s, a0]):
+                        continue
+                    step.add_(1.0)
+                    torch._fused_adamw_([W[a0:a1].view(-1)], [g[a0:a1].view(-1)], [m[a0:a1].view(-1)],
+                                        [v[a0:a1].view(-1)], [], [step], lr=lr, beta1=b1, beta2=b2,
+                                        weight_decay=weight_decay, eps=EPS, amsgrad=False, maximize=False)
+                continue
             if all_active[s]:
                 t += 1.0
                 W.mul_(1 - lr * weight_decay)
@@ -198,7 +227,7 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
         else:
             logits = (W @ Xa.T).gather(1, te)
         history[:, epoch] = _epoch_metric(logits, y_te, te_mask, cls, metric).cpu()
-    return history.numpy()
+    return history.numpy()[pos_of]
 
 
 def best_over_epochs(history: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ import inspect
 import logging
 import threading
 import time
-import zlib
 import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,11 +94,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def random_init_seed(name: str) -> int:
-    """Seed of the random initialisation of model ``name`` when built with random weights."""
-    return zlib.crc32(f"eoembed-random-init/{name}".encode())
-
-
 def build_model(ref: Any, weights: Any = "auto", size: Any = "full", preset: Any = None,
                 device: str | torch.device | None = None, missing_bands: str = "error") -> Any:
     """An Embedder from a registered name, a ``"module:attr"`` reference or an Embedder instance, in eval mode."""
@@ -111,12 +105,9 @@ def build_model(ref: Any, weights: Any = "auto", size: Any = "full", preset: Any
     elif isinstance(ref, str):
         from eoembed.models import load_model
         w = _weights_arg(_per_model(weights, ref, "auto"))
-        # Random init is seeded from the model name so that every process (a resumed run, each dask worker)
-        # builds the same random model; the global RNG state is left untouched.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(random_init_seed(ref))
-            emb = load_model(ref, weights=w, size=_per_model(size, ref, "full"), preset=_per_model(preset, ref, None),
-                             device=str(dev), missing_bands=missing_bands)
+        # load_model seeds the initialisation from (name, size, preset): every process builds the same random model
+        emb = load_model(ref, weights=w, size=_per_model(size, ref, "full"), preset=_per_model(preset, ref, None),
+                         device=str(dev), missing_bands=missing_bands)
     else:
         raise TypeError(f"model {ref!r} must be a registered model name or an Embedder instance")
     return emb.to(dev).eval()
@@ -187,9 +178,9 @@ def _fills_itself(emb: Any) -> bool:
 
 
 def fill_values(emb: Any, bands: Sequence[str]) -> dict[str, float]:
-    """Per-band constant in cube units that the model's normalisation maps to the band mean (what
-    ``missing_bands="fill-mean"`` puts in place of absent bands): ``mean - offset``, or for the ``rgb_imagenet``
-    stretch ``mean * scale_max - offset``."""
+    """For Embedders that do not fill absent bands themselves: per-band constant in cube units that the model's
+    normalisation maps to the band mean: ``mean - offset``, or for the ``rgb_imagenet`` stretch
+    ``mean * scale_max - offset``."""
     norm = getattr(emb.spec, "normalisation", None)
     get = (lambda k: norm.get(k)) if isinstance(norm, Mapping) else (lambda k: getattr(norm, k, None))
     means, offset = get("mean"), get("offset") or {}
@@ -210,8 +201,8 @@ class _ModelPlan:
     shape: tuple[int, ...]
     dims: tuple[str, ...]
     present: list[str]
-    filled: dict[str, float]  # bands this code fills with constants (cube units)
-    absent: list[str]  # all absent bands (filled here or by the Embedder's own prepare)
+    filled: dict[str, float]  # bands this code fills with constants (cube units; Embedders that cannot fill)
+    absent: list[str]  # all absent bands (filled by the Embedder's own prepare or here)
     delegate: bool  # the Embedder fills absent bands itself (prepare(..., missing_bands="fill-mean"))
 
 
@@ -226,14 +217,9 @@ def _plan(emb: Any, cube_bands: list[str], n_seasons: int, missing_bands: str) -
                             f"{cube_bands}); use data with these bands, drop the model, or pass "
                             "missing_bands='fill-mean' (--missing-bands fill-mean) to fill them with the model's "
                             "normalisation mean (recorded in the store's attrs)")
-    delegate = False
-    if absent:
-        try:
-            filled = fill_values(emb, absent)
-        except DataError:
-            if not _fills_itself(emb):
-                raise
-            delegate = True  # the Embedder's own prepare(..., missing_bands="fill-mean") fills them
+    delegate = bool(absent) and _fills_itself(emb)  # prepare(..., missing_bands="fill-mean") fills them
+    if absent and not delegate:
+        filled = fill_values(emb, absent)
     present = [b for b in wanted if b in cube_bands]
     shape, dims = _out_layout(emb, n_seasons)
     return _ModelPlan(name, emb, shape, dims, present, filled, absent, delegate)
@@ -572,13 +558,11 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
     plans = [_plan(e, cube_bands, len(seasons), missing_bands) for e in embedders]
 
     groups, fp_models = {}, {}
-    for p, ref in zip(plans, models):
+    for p in plans:
         meta = st.jsonable(dict(getattr(p.emb, "metadata", {}) or {}))
         meta.setdefault("model", p.name)
         meta.setdefault("weights", str(getattr(p.emb, "weights_id", "")))
         meta.setdefault("eoembed_version", __version__)
-        if meta["weights"] == "random" and isinstance(ref, str) and ":" not in ref:
-            meta["random_init_seed"] = random_init_seed(p.name)
         attrs = {**meta, "source": source, "missing_bands": missing_bands, "filled_bands": list(p.absent),
                  "fill_values": p.filled, "cube_missing_bands": st.jsonable(list(cube.attrs.get("missing_bands", []))),
                  "device": dev.type, "failed_ids": []}
@@ -632,4 +616,4 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
                           stacklevel=2)
     return ExtractResult(path=out, models=names, n_samples=n, chunks_total=len(bounds), chunks_computed=len(todo),
                          chunks_skipped=skipped, seconds=secs, samples_per_s=(n_todo / secs if secs > 0 else 0.0),
-                         failed=failed, filled_bands={p.name: list(p.filled) for p in plans})
+                         failed=failed, filled_bands={p.name: list(p.absent) for p in plans})

@@ -204,6 +204,7 @@ class Embedder(nn.Module):
         self.autocast = True  # bf16 autocast inside forward when on CUDA
         self.weights_id = "random"
         self.weights_info: dict[str, Any] = {"id": "random", "note": "random initialisation (weights=None)"}
+        self.random_init_seed: int | None = None  # set by load_model (the seed the model was built under)
         self._filled: set[str] = set()
         self._lock = threading.Lock()
         self.eval()
@@ -215,6 +216,7 @@ class Embedder(nn.Module):
         return {
             "model": spec.name, "family": spec.family, "weights": self.weights_id,
             "weights_info": dict(self.weights_info), "random_weights": self.weights_id == "random",
+            "random_init_seed": self.random_init_seed if self.weights_id == "random" else None,
             "preset": self.preset or "default", "size": self.size,
             "band_mapping": {g: list(k) for g, k in spec.groups}, "input_size": spec.input_size,
             "resize": spec.resize, "normalisation": spec.normalisation.describe(), "temporal": spec.temporal,
@@ -261,6 +263,10 @@ class Embedder(nn.Module):
                 f"model {self.spec.name!r} needs bands {absent} that the input does not have (input bands: "
                 f"{band_keys}). Add them to the cube, choose another preset/model, or pass "
                 "missing_bands='fill-mean' to fill them with the normalisation mean (recorded in metadata).")
+        if len(absent) == len(needed):
+            raise DataError(f"model {self.spec.name!r} needs bands {needed} and the input has none of them (input "
+                            f"bands: {band_keys}); filling every band would give the same embedding for all samples. "
+                            "Use data with these bands or another model.")
         B = arr.shape[0]
         index = {k: i for i, k in enumerate(band_keys)}
         out: dict[str, torch.Tensor] = {}
@@ -293,6 +299,8 @@ class Embedder(nn.Module):
         if (H, W) == (S, S):
             return t
         if self.spec.resize == "bilinear":
+            if t.shape[1] == 0:  # a wholly absent group (filled by prepare); F.interpolate rejects 0 channels
+                return t.new_empty(t.shape[0], 0, S, S)
             return F.interpolate(t, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
         if self.spec.resize == "crop":
             if H < S or W < S:

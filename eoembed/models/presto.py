@@ -322,8 +322,9 @@ class PrestoEmbedder(Embedder):
                 lon: np.ndarray | None = None, missing_bands: str | None = None) -> dict[str, torch.Tensor]:
         """Cube batch (B, 4 seasons, C, H, W) in cube units -> CPU tensors of shape (B, P pixels, 4, ...).
 
-        Presto bands absent from ``band_keys`` are masked (recorded in ``metadata["masked_bands"]``), so
-        ``missing_bands`` has no effect; at least one S2 band of the chosen ``s2`` modality must be present.
+        Presto bands absent from ``band_keys`` are masked (recorded in ``metadata["masked_bands"]``); at least one
+        S2 band of the chosen ``s2`` modality must be present unless ``missing_bands="fill-mean"`` (then all S2
+        bands are masked, as S2 nodata is).
         """
         x = np.asarray(x)
         keys = [str(k) for k in band_keys]
@@ -338,10 +339,12 @@ class PrestoEmbedder(Embedder):
         if len(set(keys)) != len(keys):
             raise DataError(f"presto: duplicate band keys in {keys}")
         use = [(pb, keys.index(ck)) for pb, ck in self.band_mapping.items() if ck is not None and ck in keys]
-        if not any(pb in _S2_CUBE_NAME for pb, _ in use):
+        fill = (missing_bands or self.missing_bands) == "fill-mean"
+        if not use or not (fill or any(pb in _S2_CUBE_NAME for pb, _ in use)):
             other = "s2l2a" if self.s2 == "s2l1c" else "s2l1c"
             raise DataError(f"presto: the input has no {self.s2} band Presto uses (bands: {keys}); use the "
-                            f"preset for {other} (load_model('presto', preset='{other[2:]}')) or add {self.s2} bands")
+                            f"preset for {other} (load_model('presto', preset='{other[2:]}')), add {self.s2} "
+                            "bands or pass missing_bands='fill-mean' to mask them all (needs S1 bands)")
         with self._lock:
             self._masked.update(pb for pb, ck in self.band_mapping.items() if ck is not None and ck not in keys)
         rows, cols = pixel_grid(h, w, self.pixels)

@@ -21,9 +21,11 @@ import importlib
 import os
 import threading
 import warnings
+import zlib
 from typing import Any
 
 import pandas as pd
+import torch
 
 from eoembed.errors import WeightsNotFound
 
@@ -109,9 +111,14 @@ def list_models() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def random_init_seed(name: str, size: str = "full", preset: str | None = None) -> int:
+    """Default seed of ``load_model``'s initialisation: CRC-32 of (name, size, preset), the same in every process."""
+    return zlib.crc32(f"eoembed-random-init/{name}/{size}/{preset or 'default'}".encode())
+
+
 def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str = "full",
                preset: str | None = None, device: str | Any = "cpu", missing_bands: str = "error",
-               download: bool = True) -> Embedder:
+               download: bool = True, seed: int | None = None) -> Embedder:
     """Build model ``name`` and load its weights.
 
     weights: ``"auto"`` (explicit search order in :mod:`eoembed.models.weights`; WeightsNotFound if none, never a
@@ -119,7 +126,14 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
     size: ``"full"`` or ``"tiny"`` (same classes, 1-2 layers, width 64: tests and CPU demos; has no published
     weights). preset: None (eoembed defaults) or a preset name such as ``"embed2scale"``.
     missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands set to the normalisation mean; recorded).
+    seed: seed of the initialisation (None: ``random_init_seed(name, size, preset)``), so a random model is the
+    same in every process (resumed runs, Dask workers); recorded as ``metadata["random_init_seed"]``. The model
+    is built under ``torch.random.fork_rng``: the global RNG state is left unchanged.
     """
+    if seed is None:
+        seed = random_init_seed(name, size, preset)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
     base = get_model(name)
     spec = base.resolved(preset, size)
     if size == "tiny":
@@ -129,7 +143,10 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
     path = sd = None
     if weights is not None:  # resolve before building: fail fast, never build a big model for nothing
         path, sd = resolve(spec.name, list(spec.weight_sources), weights, download=download)
-    emb: Embedder = spec.embedder(spec, size=size, preset=preset, missing_bands=missing_bands)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        emb: Embedder = spec.embedder(spec, size=size, preset=preset, missing_bands=missing_bands)
+    emb.random_init_seed = seed
     if path is not None:
         if sd is None:
             sd = read_checkpoint(path)
@@ -144,5 +161,5 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
     return emb.to(device)
 
 
-__all__ = ["register", "get_model", "list_models", "load_model", "model_names", "weights_found_locally",
-           "WeightsNotFound"]
+__all__ = ["register", "get_model", "list_models", "load_model", "model_names", "random_init_seed",
+           "weights_found_locally", "WeightsNotFound"]
