@@ -22,15 +22,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from neuco_reference import reference_scores  # noqa: E402
 
 
-def _problem(n=150, d=8, seed=0):
+def _problem(n=150, d=8, seed=0, sizes=(130, 100)):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)).astype(np.float32)
     y_reg = X[:, 0] - 0.5 * X[:, 1] + 0.3 * rng.standard_normal(n)
     y_cls = (X[:, 2] + 0.5 * rng.standard_normal(n) > 0).astype(float)
     Y = np.stack([(y_reg - y_reg.min()) / (y_reg.max() - y_reg.min()), y_cls])
     perm = rng.permutation(n)
-    tr = [np.sort(perm[:130]), np.sort(perm[20:120])]       # unequal sizes: masking of late steps
-    te = [perm[130:], perm[:20]]
+    a, b = sizes
+    tr = [np.sort(perm[:a]), np.sort(perm[n - b:])]          # unequal sizes: masking of late steps
+    te = [perm[a:], perm[: n - b]]
     return X, Y, tr, te
 
 
@@ -69,8 +70,9 @@ def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
 
 
 @pytest.mark.parametrize("kernels", ["sparse", "dense"])
-def test_engine_replays_adamw_exactly(kernels):
-    X, Y, tr, te = _problem()
+@pytest.mark.parametrize("shape", [(150, (130, 100)), (30, (26, 20))])   # second: every batch is partial
+def test_engine_replays_adamw_exactly(kernels, shape):
+    X, Y, tr, te = _problem(n=shape[0], sizes=shape[1])
     is_cls = np.array([False, True])
     hist = train_linear_probes(X, Y, [0, 1], is_cls, tr, te, epochs=4, seed=7, kernels=kernels, progress=False)
     ref = _replay(X, Y, tr, te, is_cls, epochs=4, seed=7)

@@ -1,24 +1,17 @@
-"""Baselines (PCA, RCF) and the task-normalised Z score."""
+"""Baselines (PCA, RCF)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from compress_helpers import synthetic_embeddings, tiny_cube
 
-from eoembed.compress import pca_baseline, rcf_baseline, task_normalised_z
+from eoembed.compress import pca_baseline, rcf_baseline
 from eoembed.errors import DataError
 
 
 @pytest.fixture(scope="module")
 def emb():
     return synthetic_embeddings(n=60, seed=1)
-
-
-def test_task_normalised_z():
-    s = pd.DataFrame({"t1": [0.1, 0.2, 0.3], "t2": [0.5, 0.5, 0.5], "t3": [0.3, 0.1, 0.2]}, index=list("abc"))
-    z = task_normalised_z(s)  # t2 does not vary -> left out
-    np.testing.assert_allclose(z.values, [0.0, -0.5, 0.5], atol=1e-12)
 
 
 def test_baselines_shapes_caps_and_determinism(emb):

@@ -23,7 +23,7 @@ MODE_NOTES = {
     "ridge": "NOT NeuCo-Bench: closed-form ridge / logistic probes with inner-CV penalty; not comparable "
              "with NeuCo-Bench scores.",
 }
-MIN_SAMPLES = 20
+MIN_SAMPLES = 11  # a 10% test fold then holds >= 2 samples (R^2 needs two)
 
 
 @dataclass
@@ -71,7 +71,8 @@ def _splits(prep: Prepared, folds: int, split_seed: int) -> dict[str, list[tuple
         rows = prep.rows[t]
         if len(rows) < MIN_SAMPLES:
             raise LabelError(f"Task {t!r} has only {len(rows)} samples with both a label and an embedding; "
-                             f"at least {MIN_SAMPLES} are needed for 90/10 splits. Leave it out with tasks=.")
+                             f"at least {MIN_SAMPLES} are needed for 90/10 splits (two held-out samples per fold). "
+                             "Use more samples or leave the task out with tasks=.")
         ss = ShuffleSplit(n_splits=folds, test_size=0.1, random_state=split_seed)
         out[t] = [(rows[tr], rows[te]) for tr, te in ss.split(np.zeros(len(rows)))]
     return out

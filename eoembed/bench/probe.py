@@ -136,6 +136,7 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     scale = valid / cnt.clamp(min=1)[:, :, None]                          # mean over the real batch
     active = cnt > 0
     all_active = active.all(1).tolist()
+    n_valid = cnt.sum(1).tolist()                                         # real entries per step
     act_f = active.to(torch.float32)
     prow = torch.arange(P, device=device).repeat_interleave(B)            # probe of each flat entry
     crow = torch.arange(0, P * B + 1, B, device=device)
@@ -176,9 +177,12 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
         for s in range(n_steps):
             idx = order[s]                                                # (P*B,) probe-major
             if kernels == "sparse":
-                pattern = torch.sparse_csr_tensor(crow_t[s], pcol[s], zero_vals, (n + 1, P), check_invariants=False)
-                zs = torch.sparse.sampled_addmm(pattern, Xa, W.T, beta=0.0).values()
-                z = torch.empty(P * B, device=device).index_put_((perm[s],), zs).view(P, B)
+                # Padding entries (sentinel row n) sort last and are left out of the pattern (z = 0 there).
+                k = n_valid[s]
+                pattern = torch.sparse_csr_tensor(crow_t[s, : n + 1], pcol[s, :k], zero_vals[:k], (n, P),
+                                                  check_invariants=False)
+                zs = torch.sparse.sampled_addmm(pattern, Xa[:n], W.T, beta=0.0).values()
+                z = torch.zeros(P * B, device=device).index_put_((perm[s, :k],), zs).view(P, B)
             else:
                 z = (W @ XaT).gather(1, idx.view(P, B))
             yb = Yp.gather(1, idx.view(P, B))

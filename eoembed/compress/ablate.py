@@ -9,9 +9,9 @@ Default combinations: every single model, all models together, and every leave-o
 models). The shared project docs do not list the paper's Table 1 rows, so this design (singles, full ensemble,
 all-but-one) is the default for any number of models; pass ``combos`` for others.
 
-Z (task-normalised score, NeuCo-Bench paper): per task t, z = (s_t^m - mean_m s_t^m) / std_m s_t^m over the
-rows m of the table (s = mean fold score, std with ddof=1), Z_m = mean over tasks. It therefore depends on
-which rows are in the table.
+Z (task-normalised score, NeuCo-Bench paper) is :func:`eoembed.bench.z_scores` of the per-task Q table (the same
+definition as :func:`eoembed.bench.compare`): per task t, z = (Q_t^m - mean_m Q_t^m) / std_m Q_t^m over the rows m
+of the table, Z_m = mean over tasks. It therefore depends on which rows are in the table.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import xarray as xr
 from eoembed.compress.fusion import fuse, fused_slices, select_models
 from eoembed.compress.train import IN_LOOP_Q_FOLDS, _read_labels, train_compressor
 
-__all__ = ["AblationResult", "ablate", "default_combos", "task_normalised_z"]
+__all__ = ["AblationResult", "ablate", "default_combos"]
 
 
 def default_combos(models: Sequence[str]) -> list[tuple[str, ...]]:
@@ -48,21 +48,10 @@ def default_combos(models: Sequence[str]) -> list[tuple[str, ...]]:
     return out
 
 
-def task_normalised_z(scores: pd.DataFrame) -> pd.Series:
-    """Z_m = mean_t((s_t^m - mean_m s_t^m) / std_m s_t^m) for a (method x task) table of mean scores.
-    Tasks whose scores do not vary across methods are left out; fewer than 2 methods give NaN."""
-    if len(scores) < 2:
-        return pd.Series(np.nan, index=scores.index)
-    std = scores.std(axis=0, ddof=1)
-    ok = std[(std > 0) & np.isfinite(std)].index
-    z = (scores[ok] - scores[ok].mean(axis=0)) / std[ok]
-    return z.mean(axis=1) if len(ok) else pd.Series(np.nan, index=scores.index)
-
-
 @dataclasses.dataclass
 class AblationResult:
     """``table``: one row per combination/method (Table 1); ``per_task``: Q per task (Figure 3);
-    ``scores``: mean fold score per task (used for Z); ``runs``: {combination: TrainResult or baseline array}."""
+    ``scores``: mean fold score per task; ``runs``: {combination: TrainResult or baseline array}."""
 
     table: pd.DataFrame
     per_task: pd.DataFrame
@@ -91,7 +80,7 @@ def ablate(store: Any, labels: Any, combos: Sequence[Sequence[str]] | None = Non
     :func:`train_compressor`. With ``out``, each run lives in ``out/<combination>/`` and finished runs are reused
     (the run's settings must match), so an interrupted ablation resumes.
     """
-    from eoembed.bench import evaluate  # type: ignore[attr-defined]
+    from eoembed.bench import evaluate, z_scores  # type: ignore[attr-defined]
 
     if labels is None:
         raise ValueError("ablate needs labels (a NeuCo labels folder or labels DataFrame) to score combinations")
@@ -185,7 +174,7 @@ def ablate(store: Any, labels: Any, combos: Sequence[Sequence[str]] | None = Non
     per_task_df = pd.DataFrame.from_dict(per_task, orient="index").reindex(table.index)
     scores_df = pd.DataFrame.from_dict(scores, orient="index").reindex(table.index)
     per_task_df.index.name = scores_df.index.name = "combination"
-    table.insert(table.columns.get_loc("q_bar") + 1, "z", task_normalised_z(scores_df))
+    table.insert(table.columns.get_loc("q_bar") + 1, "z", z_scores(per_task_df.T).reindex(table.index))
     if "rcf" in baselines and cube is None:
         table.attrs["note"] = "RCF baseline skipped: no cube given (rcf_baseline needs the image cube)"
     return AblationResult(table=table, per_task=per_task_df, scores=scores_df, runs=runs)

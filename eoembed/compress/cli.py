@@ -72,11 +72,12 @@ def train(
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default 1e-4)"),
     weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay (default 0.05)"),
     weights: Optional[list[str]] = typer.Option(None, help="preset name or MODEL_OR_FAMILY=W (repeat)"),
-    q_folds: Optional[int] = typer.Option(None, help="in-loop evaluation folds"),
+    q_folds: Optional[int] = typer.Option(None, help="in-loop evaluation folds (default 40)"),
     q_mode: str = typer.Option("compat", help="evaluation mode of eoembed.bench.evaluate"),
     q_on: str = typer.Option("all", help="in-loop Q on 'all' samples or the 'val' split"),
     resume: bool = typer.Option(True, help="continue from the last checkpoint in OUT"),
     overwrite: bool = typer.Option(False, help="with --no-resume: delete OUT's checkpoints first"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads while training (default: 1 for small models)"),
     export: Optional[str] = typer.Option(None, help="also write the selected embeddings (*.csv or *.zarr)"),
     dtype: str = typer.Option("float16", help="export dtype: float16 | float32"),
     progress: bool = typer.Option(True, help="show a progress bar"),
@@ -88,7 +89,7 @@ def train(
                                val_fraction=val_fraction, seed=seed, device=device, preset=preset, hidden=hidden,
                                out_dim=out_dim, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                weights=_weights(weights), q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
-                               q_on=q_on, resume=resume, overwrite=overwrite, progress=progress)
+                               q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
         if export:
             res.export(export, dtype=dtype)
     except _ERRORS as err:
