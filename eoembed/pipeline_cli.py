@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
              eval_every: int = typer.Option(5, help="Evaluate MSE and Q-bar every N epochs."),
              folds: int = typer.Option(10, help="Probe folds per task."),
              out_dim: int = typer.Option(128, help="Compressed embedding size."),
+             mode: str = typer.Option("ridge", help="Probe mode beside compat: 'ridge' or 'compat'."),
              device: Optional[str] = typer.Option(None, help="cpu, cuda, ... (default: cuda when present)."),
              progress: bool = typer.Option(True, help="Show progress bars.")) -> None:
         """Run the main job on the bundled generated sample: sample, extract, evaluate, compress, evaluate."""
         _demo(out, n=n, size=size, seed=seed, models=models, model_size=model_size, epochs=epochs,
-              eval_every=eval_every, folds=folds, out_dim=out_dim, device=device, progress=progress)
+              eval_every=eval_every, folds=folds, out_dim=out_dim, mode=mode, device=device, progress=progress)

@@ -75,7 +75,7 @@ def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]
         other = [d for d in da.dims if d != "sample"]
         da = da.transpose("sample", *other)
         values = np.asarray(da.values, dtype=np.float64).reshape(da.sizes["sample"], -1)
-        raw_ids = np.asarray(da["sample"].values).astype(str) if ids is None else np.asarray(ids).astype(str)
+        raw_ids = np.asarray([str(i) for i in da["sample"].values]) if ids is None else np.asarray(ids).astype(str)
         info.update(source=f"DataArray{tuple(da.dims)}", flattened_dims=other)
     else:
         try:

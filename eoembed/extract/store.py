@@ -223,6 +223,8 @@ def open_embeddings(path: str | Path, models: list[str] | None = None,
                              f"{done.size} chunks done); run the same `eoembed extract` command again to resume it, "
                              "or pass allow_incomplete=True to read the partial result")
         da = ds["embedding"].drop_vars([v for v in _HIDDEN_VARS if v in ds["embedding"].coords])
+        # Zarr v3 returns variable-length strings as numpy StringDType: give plain str ids to every consumer.
+        da = da.assign_coords(sample=np.asarray([str(i) for i in da["sample"].values]))
         da.attrs = dict(ds.attrs)
         da.name = name
         out[name] = da

@@ -12,6 +12,8 @@ Model modules subclass :class:`Embedder` and implement ``encode``.
 """
 from __future__ import annotations
 
+import warnings
+
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping
@@ -206,6 +208,7 @@ class Embedder(nn.Module):
         self.weights_info: dict[str, Any] = {"id": "random", "note": "random initialisation (weights=None)"}
         self.random_init_seed: int | None = None  # set by load_model (the seed the model was built under)
         self._filled: set[str] = set()
+        self._resized_from: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
         self.eval()
 
@@ -223,6 +226,7 @@ class Embedder(nn.Module):
             "pooling": spec.pooling, "embed_dim": spec.embed_dim, "licence": spec.licence,
             "seasons": list(SEASONS) if spec.temporal == "per_season" else [],
             "missing_bands_policy": self.missing_bands, "filled_bands": sorted(self._filled),
+            "resized_from": sorted(list(hw) for hw in self._resized_from),
             "options": {k: v for k, v in spec.options.items() if _jsonable(v)},
             "eoembed_version": _eoembed_version(),
         }
@@ -308,8 +312,15 @@ class Embedder(nn.Module):
                                 f"got {H}x{W}; use a bilinear-resize preset or larger images")
             top, left = (H - S) // 2, (W - S) // 2
             return t[..., top:top + S, left:left + S]
-        raise DataError(f"{self.spec.name}: this model runs at its native size {S}x{S} px but the input is {H}x{W}; "
-                        f"give {S} px images (or a spec with resize='bilinear')")
+        # "native": the model was trained at S px; other sizes are resized (bilinear) to S and recorded in metadata.
+        with self._lock:
+            if (H, W) not in self._resized_from:
+                warnings.warn(f"{self.spec.name}: input {H}x{W} px resized (bilinear) to the model's native {S} px; "
+                              "recorded in metadata['resized_from']", stacklevel=3)
+                self._resized_from.add((H, W))
+        if t.shape[1] == 0:
+            return t.new_empty(t.shape[0], 0, S, S)
+        return F.interpolate(t, size=(S, S), mode="bilinear", align_corners=False, antialias=True)
 
     def extra_inputs(self, batch: int, hw: tuple[int, int], lat: np.ndarray | None,
                      lon: np.ndarray | None) -> dict[str, torch.Tensor]:
