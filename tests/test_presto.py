@@ -20,15 +20,6 @@ CUBE_KEYS = ["s1/VV", "s1/VH"] + [f"s2l1c/{b}" for b in
 
 
 @pytest.fixture(scope="module")
-def shared_dir() -> Path:
-    """../shared beside the checkout (local stand-in for the conftest fixture of the same name)."""
-    path = Path(__file__).resolve().parents[1].parent / "shared"
-    if not path.is_dir():
-        pytest.skip(f"real data folder {path} is absent (it only exists on the developers' machines)")
-    return path
-
-
-@pytest.fixture(scope="module")
 def presto_dir(shared_dir) -> Path:
     path = shared_dir / "weights" / "presto"
     if not (path / "default_model.pt").is_file():
