@@ -290,7 +290,7 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
     ``preset="embed2scale"`` adds the winners' per-model weights; explicit arguments override both.
     Every ``eval_every`` epochs and after the last: a history row {"epoch", "step", "lr", "train_loss",
     "val_mse", "val_loss", "mse/<model>", "q_bar", "q/<task>", "time/..."} is appended, passed to each callback,
-    written to ``out``/history.csv and history.json, and ``out``/checkpoints/epoch_XXXX.pt is saved.
+    written to ``out``/history.csv and history.json, and ``out``/checkpoints/epoch_NNNN.pt is saved.
     keep_checkpoints: "best" keeps the latest (for resume), best-Q and best-MSE checkpoints; "all" keeps every one.
     resume: continue from the latest checkpoint in ``out`` (its settings and data must match); with
     resume=False existing checkpoints are an error unless overwrite=True.

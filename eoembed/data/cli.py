@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
                    n: int = typer.Option(300, help="number of locations"),
                    seed: int = typer.Option(0, help="random seed (files are bit-identical for a seed)"),
                    size: int = typer.Option(264, help="image size in pixels"),
-                   part_size: int = typer.Option(1000, help="files per part-XXXXXX folder"),
+                   part_size: int = typer.Option(1000, help="files per part-NNNNNN folder"),
                    progress: bool = typer.Option(True, help="show a progress bar")) -> None:
         """Write the synthetic SSL4EO-S12-downstream sample dataset (11 tasks) to OUT."""
         from eoembed.data.synthetic import sample

@@ -1,6 +1,6 @@
 """Reader / writer of the SSL4EO-S12-downstream layout (Embed2Scale challenge data).
 
-``ROOT/data/{s1,s2l1c,s2l2a}/part-XXXXXX/<id>.zarr.zip``: zipped Zarr v2, variable ``bands``, dims
+``ROOT/data/{s1,s2l1c,s2l2a}/part-NNNNNN/<id>.zarr.zip``: zipped Zarr v2, variable ``bands``, dims
 ``(sample=1, time=4, band, y, x)``, S2 uint16 digital numbers (no +1000 offset, 0 = nodata), S1 float32 dB.
 Also accepted when reading: files directly in the modality folder (older copies), the S1 folder name ``s1grd``,
 a root that is the ``data`` folder itself, and a single ``.zarr.zip`` file. ``ROOT/meta.csv`` (id, lat, lon)
@@ -144,7 +144,7 @@ def _find_data_dir(root: Path) -> Path:
     if any((root / f).is_dir() for fs in MODALITY_FOLDERS.values() for f in fs):
         return root
     raise DataFileNotFound(f"{str(root)!r} holds no SSL4EO-S12-downstream data: expected "
-                           f"'{root}/data/{{s1,s2l1c,s2l2a}}/part-XXXXXX/<id>.zarr.zip'. Check the path, or create a "
+                           f"'{root}/data/{{s1,s2l1c,s2l2a}}/part-NNNNNN/<id>.zarr.zip'. Check the path, or create a "
                            "sample dataset with `eoembed sample OUT`.")
 
 
@@ -306,7 +306,7 @@ def open_cube(root: str | Path, modalities: Sequence[str] | None = None, ids: Se
 
 # --------------------------------------------------------------------------------------------- writing cubes
 def sample_path(root: str | Path, modality: str, sid: str, index: int, part_size: int = 1000) -> Path:
-    """``ROOT/data/<modality>/part-XXXXXX/<id>.zarr.zip`` for the ``index``-th sample."""
+    """``ROOT/data/<modality>/part-NNNNNN/<id>.zarr.zip`` for the ``index``-th sample."""
     return Path(root) / "data" / modality / f"part-{index // part_size:06d}" / f"{sid}{SUFFIX}"
 
 

@@ -296,7 +296,7 @@ def generate(index: int, seed: int = 0, size: int = 264) -> tuple[dict[str, np.n
 def sample(out: str | Path, n: int = 300, seed: int = 0, size: int = 264, part_size: int = 1000,
            progress: bool = True) -> Path:
     """Write the synthetic sample dataset (``n`` locations, ``size`` x ``size`` px) in the SSL4EO-S12-downstream
-    layout under ``out``: data/{s1,s2l1c,s2l2a}/part-XXXXXX/<id>.zarr.zip, labels/ (11 tasks), meta.csv.
+    layout under ``out``: data/{s1,s2l1c,s2l2a}/part-NNNNNN/<id>.zarr.zip, labels/ (11 tasks), meta.csv.
 
     Deterministic given ``seed``; re-running into the same folder with the same arguments resumes (existing
     sample files are kept). A folder holding another dataset raises DataError.
