@@ -1,1 +1,11 @@
-"""Interactive widgets for eoembed (UI layer)."""
+"""Interactive widgets for eoembed (UI layer; may import eoembed, never the other way round).
+
+- :class:`LiveHistory`: live Q-bar / validation-MSE curves, a ``train_compressor`` callback.
+- :func:`sample_map` / :class:`SampleMap`: sample locations on an ipyleaflet map with click selection.
+
+Offline notebooks: run ``hv.extension('bokeh', inline=True)`` before displaying HoloViews-based widgets.
+"""
+from widgets.history import LiveHistory
+from widgets.samplemap import SampleMap, locations, sample_map
+
+__all__ = ["LiveHistory", "SampleMap", "locations", "sample_map"]
