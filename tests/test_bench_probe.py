@@ -79,6 +79,37 @@ def test_engine_replays_adamw_exactly(kernels, shape):
     np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernels", ["sparse", "dense"])
+@pytest.mark.parametrize("is_cls", [(False, False), (True, True), (False, True)])
+def test_engine_replays_adamw_equal_sizes(kernels, is_cls):
+    """Equal training sizes (one fused AdamW call on the flat parameters), all-regression / all-binary / mixed."""
+    X, Y, tr, te = _problem(n=150, sizes=(130, 130))
+    is_cls = np.array(is_cls)
+    hist = train_linear_probes(X, Y[is_cls.astype(int)], [0, 1], is_cls, tr, te, epochs=3, seed=3,
+                               kernels=kernels, progress=False)
+    ref = _replay(X, Y[is_cls.astype(int)], tr, te, is_cls, epochs=3, seed=3)
+    np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_engine_replays_adamw_with_column_blocks(monkeypatch):
+    """The sparse backward split into column blocks of X (as on large problems) changes nothing."""
+    import eoembed.bench.probe as probe
+    monkeypatch.setattr(probe, "CHUNK_BYTES", 2048)                    # 151 x 16 floats -> 4 blocks of 4 columns
+    X, Y, tr, te = _problem(n=150, sizes=(130, 100))
+    is_cls = np.array([False, True])
+    hist = train_linear_probes(X, Y, [0, 1], is_cls, tr, te, epochs=3, seed=5, kernels="sparse", progress=False)
+    ref = _replay(X, Y, tr, te, is_cls, epochs=3, seed=5)
+    np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_engine_threads_give_the_same_scores():
+    X, Y, tr, te = _problem(n=150, sizes=(130, 100))
+    kw = dict(epochs=2, seed=1, progress=False)
+    h1 = train_linear_probes(X, Y, [0, 1], np.array([False, True]), tr, te, threads=1, **kw)
+    h2 = train_linear_probes(X, Y, [0, 1], np.array([False, True]), tr, te, threads=2, **kw)
+    np.testing.assert_allclose(h1, h2, rtol=1e-5, atol=1e-5)
+
+
 def test_best_over_epochs_ignores_nan():
     h = np.array([[0.1, np.nan, 0.3], [np.nan, np.nan, np.nan]])
     out = best_over_epochs(h)

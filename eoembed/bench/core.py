@@ -87,8 +87,10 @@ def _check_compat_labels(prep: Prepared) -> None:
                                  f"{len(vals)} classes; use mode='ridge' for multi-class tasks.")
 
 
-def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed: int, device, progress: bool):
-    """Scores (T, K) and, for compat, the per-epoch history (T, K, E)."""
+def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed: int, device, progress: bool,
+         threads: int | None = 1):
+    """Scores (T, K) and, for compat, the per-epoch history (T, K, E). threads: CPU intra-op threads of the
+    compat probe engine (its default 1; None = leave torch's setting)."""
     tasks = prep.tasks
     K = len(splits[tasks[0]])
     if mode == "compat":
@@ -97,7 +99,7 @@ def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed
         task_of = np.repeat(np.arange(len(tasks)), K)
         is_cls = np.array([prep.task_types[t] == "classification" for t in tasks])[task_of]
         hist = train_linear_probes(prep.X, prep.Y, task_of, is_cls, tr, te, epochs=epochs, seed=seed,
-                                   device=device, metric=metric, progress=progress)
+                                   device=device, metric=metric, progress=progress, threads=threads)
         return best_over_epochs(hist).reshape(len(tasks), K), hist.reshape(len(tasks), K, epochs)
     sp = [splits[t] for t in tasks]
     return ridge_scores(prep.X, prep.Y, prep.Y_raw, tasks, prep.task_types, sp, metric=metric, seed=seed,

@@ -5,10 +5,14 @@ betas (0.9, 0.999), eps 1e-8, decay applied to the bias too), mini-batches of 64
 permutation of its training rows every epoch (last partial batch kept), MSE or BCE-with-logits loss (mean over
 the batch). After every epoch the held-out metric is computed; NeuCo-Bench keeps the maximum over epochs.
 
-The stacked parameter is (P, D+1) (bias as a last column against a column of ones). Per step the forward pass
-is one GEMM over all rows (P x N outputs, the batch entries gathered from it) and the backward pass a sparse
-(P x N, <= 64 non-zeros per row) times dense (N x D+1) product. AdamW is element-wise, so the stacked update
-is exactly the per-probe update; probes whose epoch has fewer batches are masked out of the late steps.
+The stacked parameter is (P, D+1) (bias as a last column against a column of ones). On CPU ("sparse" kernels) a
+step is one sampled dense-dense product for the forward pass (only the P x B entries of the batches, sample-major
+so each row of X is read once) and one sparse (P x N, <= 64 non-zeros per row) times dense product for the
+backward pass, done over column blocks of X that fit in L2. All index work (batches, sample-major patterns,
+labels) is done once per epoch, vectorised. AdamW is element-wise, so the stacked update is exactly the per-probe
+update (one fused call when all probes have the same training size); probes whose epoch has fewer batches are
+masked out of the late steps. The held-out metric uses a sampled product over the held-out entries only.
+On GPU ("dense" kernels) the forward pass is one GEMM over all rows and the backward a scatter + GEMM.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 0.01
 BETAS = (0.9, 0.999)
 EPS = 1e-8
+CHUNK_BYTES = 2**21   # column block of X in the sparse backward: about one core's L2
 
 
 def _pad(rows: list[np.ndarray], fill: int) -> torch.Tensor:
@@ -57,8 +62,9 @@ def _quiet_csr(fn):
     """Run with ``threads`` intra-op threads on CPU (restored afterwards) and without torch's "CSR is beta" warning
     (the kernels are checked against nn.Linear + AdamW by the tests).
 
-    The per-step operations are small and memory-bound: one thread is as fast as two on an idle 2-core machine
-    and many times faster on a shared, loaded one (OpenMP workers wait on each other), hence the default 1."""
+    The per-step operations are small and cache-bound: on an idle 2-core machine two threads take about 0.65x the
+    time of one, but on a shared, loaded machine extra OpenMP workers wait on each other and can be many times
+    slower, hence the default 1; pass threads=2 (or None for torch's setting) on an idle machine."""
     @functools.wraps(fn)
     def wrapper(*args, threads: int | None = 1, **kwargs):
         before = torch.get_num_threads()
@@ -115,16 +121,38 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     Xa[:n, d] = 1.0
     Xa = Xa.to(device)
     XaT = Xa.T.contiguous() if kernels == "dense" else None
+    # Sparse backward in column chunks: the (P x n) @ (n x dp) product gathers 64 random rows of X per probe,
+    # i.e. P*B rows per step; with X split into column blocks of about 2 MB (one core's L2) every block stays
+    # cache-resident while all probes read it. Each block's product lands in its own slab of gc.
+    n_chunks = max(1, round((n + 1) * dp * 4 / CHUNK_BYTES)) if kernels == "sparse" else 1
+    while dp % n_chunks or (dp // n_chunks) % 4:
+        n_chunks -= 1
+    dc = dp // n_chunks
+    Xc = Xa.view(n + 1, n_chunks, dc).transpose(0, 1).contiguous() if n_chunks > 1 else None
     Ysel = np.nan_to_num(np.asarray(Y, dtype=np.float32)[np.asarray(task_of_probe)])
     Yp = torch.zeros(P, n + 1, device=device)
     Yp[:, :n] = torch.as_tensor(Ysel, device=device)
     cls = torch.as_tensor(np.asarray(is_cls, dtype=bool), device=device)
     any_cls, all_cls = bool(cls.any()), bool(cls.all())
     cls_col = cls[:, None]
-    tr_rows = [torch.as_tensor(np.asarray(r, dtype=np.int64), device=device) for r in train_idx]
     lens = [len(r) for r in train_idx]
+    tr_cat = np.concatenate([np.asarray(r, dtype=np.int64) for r in train_idx])
+    tr_off = np.repeat(np.concatenate([[0], np.cumsum(lens)[:-1]]), lens).astype(np.int64)
+    j = np.concatenate([np.arange(k) for k in lens])                     # position in the probe's epoch
+    dest = (j // B) * (P * B) + np.repeat(np.arange(P), lens) * B + j % B  # its slot in the (S, P*B) layout
     te = _pad(test_idx, n).to(device)
     te_mask = te < n
+    if kernels == "sparse":
+        te_np = te.cpu().numpy().ravel()
+        te_keys = np.sort(te_np * te_np.size + np.arange(te_np.size))
+        te_keys = te_keys[te_keys // te_np.size < n]                     # padding (row n) left out
+        te_s, te_slot = te_keys // te_np.size, te_keys % te_np.size
+        te_crow = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(te_s, minlength=n), out=te_crow[1:])
+        te_pattern = torch.sparse_csr_tensor(torch.as_tensor(te_crow), torch.as_tensor(te_slot // te.shape[1]),
+                                             torch.zeros(len(te_slot)), (n, P), device=device,
+                                             check_invariants=True)
+        te_slot = torch.as_tensor(te_slot, device=device)
     y_te = Yp.gather(1, te)
     n_tr = torch.as_tensor(lens, device=device)
     n_steps = math.ceil(max(lens) / B)
@@ -134,6 +162,8 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     valid = pos < n_tr.view(1, P, 1)                                      # (S, P, B)
     cnt = valid.sum(2)                                                    # (S, P)
     scale = valid / cnt.clamp(min=1)[:, :, None]                          # mean over the real batch
+    # dL/dz = coef * (sigmoid(z) - y) for BCE, coef * (z - y) for MSE, coef = (1 or 2) / batch size (0 on padding)
+    coef = (scale * torch.where(cls_col, 1.0, 2.0)[None]).reshape(n_steps, P * B)
     active = cnt > 0
     all_active = active.all(1).tolist()
     n_valid = cnt.sum(1).tolist()                                         # real entries per step
@@ -141,6 +171,14 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     prow = torch.arange(P, device=device).repeat_interleave(B)            # probe of each flat entry
     crow = torch.arange(0, P * B + 1, B, device=device)
     zero_vals = torch.zeros(P * B, device=device)
+    PB = P * B
+    Yp_np = Yp.cpu().numpy()
+    yrow_off = np.repeat(np.arange(P) * (n + 1), B)                      # row start in Yp of each slot's probe
+    slot_np = np.arange(PB, dtype=np.int32)
+    cls_pm = cls.repeat_interleave(B)
+    z_pm = torch.zeros(PB, device=device)
+    step_off = (np.arange(n_steps) * (n + 1))[:, None]
+    crow = crow.to(torch.int32)
 
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
@@ -156,50 +194,86 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     for size in np.unique(sizes):
         rows_g = np.flatnonzero(sizes[srt] == size)
         groups.append((int(rows_g[0]), int(rows_g[-1]) + 1, torch.zeros((), device=device)))
+    flat = fused and len(groups) == 1                    # one group: a single fused call on the flat buffers
+    W1, m1, v1 = W.view(-1), m.view(-1), v.view(-1)
     g = torch.empty(P, dp, device=device)
+    g1 = g.view(-1)
+    gc = torch.empty(n_chunks, P, dc, device=device) if n_chunks > 1 else None
+    gv = g.view(P, n_chunks, dc).transpose(0, 1) if n_chunks > 1 else None
+    dz_pm = torch.zeros(P * B, device=device)
+    XaN = Xa[:n]
     history = torch.empty(P, epochs, dtype=torch.float64)
 
     for epoch in tqdm(range(epochs), desc="probe epochs", disable=not progress, leave=False):
-        order = torch.full((P, width), n, dtype=torch.int64, device=device)
-        for q in range(P):                              # a fresh shuffle per probe, as DataLoader(shuffle=True)
+        # A fresh shuffle per probe, as DataLoader(shuffle=True), drawn in the caller's probe order; the batches
+        # of all probes are laid out step-major, (S, P*B) with probe p's batch in slots p*B .. p*B+B-1.
+        perms = [None] * P
+        for q in range(P):
             p = pos_of[q]
-            order[p, : lens[p]] = tr_rows[p][torch.randperm(lens[p], generator=gen, device=device)]
-        order = order.view(P, n_steps, B).transpose(0, 1).reshape(n_steps, P * B)
+            perms[p] = torch.randperm(lens[p], generator=gen, device=device)
+        order_np = np.full(n_steps * P * B, n, dtype=np.int64)
+        order_np[dest] = tr_cat[torch.cat(perms).cpu().numpy() + tr_off]
+        order_np = order_np.reshape(n_steps, P * B)
+        order = torch.from_numpy(order_np).to(device)
         if kernels == "sparse":
-            # Sample-major pattern per step (rows = samples, cols = probes) for the sampled forward product;
-            # a stable sort by sample (radix sort on small integers) groups each sample's probes.
-            o = order.cpu().numpy().astype(np.int16 if n < 32767 else np.int32)
-            perm = torch.from_numpy(np.argsort(o, axis=1, kind="stable")).to(device)
-            pcol = prow[perm]
-            counts = torch.zeros(n_steps, n + 2, dtype=torch.int64, device=device)
-            counts[:, 1:].scatter_add_(1, order, torch.ones_like(order))
-            crow_t = counts.cumsum(1)
+            # Sample-major pattern per step (rows = samples, cols = probes) for the sampled forward product.
+            # Keys sample * P*B + slot are unique: one vectorised sort per epoch gives both the sample order
+            # and each entry's probe-major slot, which scatters the sampled outputs back to probe-major order.
+            keys = np.sort(order_np.astype(np.int32) * PB + slot_np, axis=1)
+            o_sorted = keys // PB
+            slot_sm = keys - o_sorted * PB
+            pcol = torch.from_numpy((slot_sm // B).astype(np.int32)).to(device)
+            slot_sm = torch.from_numpy(slot_sm.astype(np.int64)).to(device)
+            counts = np.bincount((order_np + step_off).ravel(), minlength=n_steps * (n + 1))
+            crow_t = np.zeros((n_steps, n + 1), dtype=np.int32)
+            np.cumsum(counts.reshape(n_steps, n + 1)[:, :n], axis=1, out=crow_t[:, 1:])
+            crow_t = torch.from_numpy(crow_t).to(device)
+            idx32 = order.to(torch.int32)
+        y_pm = torch.from_numpy(Yp_np.ravel()[order_np + yrow_off]).to(device)          # (S, P*B) labels
         for s in range(n_steps):
             idx = order[s]                                                # (P*B,) probe-major
             if kernels == "sparse":
-                # Padding entries (sentinel row n) sort last and are left out of the pattern (z = 0 there).
+                # Padding entries (sentinel row n) sort last and are left out of the pattern (dz = 0 there).
                 k = n_valid[s]
                 pattern = torch.sparse_csr_tensor(crow_t[s, : n + 1], pcol[s, :k], zero_vals[:k], (n, P),
                                                   check_invariants=False)
-                zs = torch.sparse.sampled_addmm(pattern, Xa[:n], W.T, beta=0.0).values()
-                z = torch.zeros(P * B, device=device).index_put_((perm[s, :k],), zs).view(P, B)
+                z = torch.sparse.sampled_addmm(pattern, XaN, W.T, beta=0.0).values()
+                if k < PB:
+                    z_pm.zero_()
+                z_pm.index_copy_(0, slot_sm[s, :k], z)
+                if all_cls:
+                    torch.sigmoid(z_pm, out=dz_pm)
+                elif any_cls:
+                    torch.where(cls_pm, torch.sigmoid(z_pm), z_pm, out=dz_pm)
+                else:
+                    dz_pm.copy_(z_pm)
+                dz_pm.sub_(y_pm[s]).mul_(coef[s])
+                grad = torch.sparse_csr_tensor(crow, idx32[s], dz_pm, (P, n + 1), check_invariants=False)
+                if gc is None:
+                    torch.mm(grad, Xa, out=g)                             # (P, dp)
+                else:
+                    for c in range(n_chunks):
+                        torch.mm(grad, Xc[c], out=gc[c])
+                    gv.copy_(gc)
             else:
                 z = (W @ XaT).gather(1, idx.view(P, B))
-            yb = Yp.gather(1, idx.view(P, B))
-            if all_cls:
-                dz = torch.sigmoid(z) - yb
-            elif any_cls:
-                dz = torch.where(cls_col, torch.sigmoid(z) - yb, 2.0 * (z - yb))
-            else:
-                dz = 2.0 * (z - yb)
-            dz = dz * scale[s]
-            if kernels == "sparse":
-                grad = torch.sparse_csr_tensor(crow, idx, dz.reshape(-1), (P, n + 1), check_invariants=False)
-                g.copy_(grad @ Xa)                                        # (P, dp)
-            else:
+                yb = y_pm[s].view(P, B)
+                if all_cls:
+                    dz = torch.sigmoid(z) - yb
+                elif any_cls:
+                    dz = torch.where(cls_col, torch.sigmoid(z) - yb, 2.0 * (z - yb))
+                else:
+                    dz = 2.0 * (z - yb)
+                dz = dz * scale[s]
                 R = torch.zeros(P, n + 1, device=device)
                 R.scatter_(1, idx.view(P, B), dz)                         # padding lands in the sentinel column
                 torch.mm(R, Xa, out=g)
+            if flat:
+                step = groups[0][2]
+                step.add_(1.0)
+                torch._fused_adamw_([W1], [g1], [m1], [v1], [], [step], lr=lr, beta1=b1, beta2=b2,
+                                    weight_decay=weight_decay, eps=EPS, amsgrad=False, maximize=False)
+                continue
             if fused:
                 for a0, a1, step in groups:
                     if not bool(active[s, a0]):
@@ -229,7 +303,9 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
         if kernels == "dense":
             logits = (W @ XaT).gather(1, te)
         else:
-            logits = (W @ Xa.T).gather(1, te)
+            # Only the held-out entries (sampled product, sample-major); padding slots stay 0 (masked).
+            zt = torch.sparse.sampled_addmm(te_pattern, XaN, W.T, beta=0.0).values()
+            logits = torch.zeros(te.numel(), device=device).index_copy_(0, te_slot, zt).view(te.shape)
         history[:, epoch] = _epoch_metric(logits, y_te, te_mask, cls, metric).cpu()
     return history.numpy()[pos_of]
 
