@@ -102,3 +102,21 @@ def test_pixels_bad_inputs():
         make_pixels(v, np.ones(v.shape, bool), ["s1/VV", "s1/VH"], [1, 2, 3], ["a", "b"])
     with pytest.raises(DataError, match=r"band keys must be known"):
         make_pixels(v, None, ["s1/VV", "B04"], [1, 2, 3], ["a", "b"])
+
+
+def test_worldcereal_cube_cli_writes_a_cube_extract_can_read(shared_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from eoembed.cli import app
+    from eoembed.extract.core import open_data
+
+    nc = shared_dir / "data" / "worldcereal" / "worldcereal_preprocessed_inputs.nc"
+    out = tmp_path / "wc.zarr"
+    res = CliRunner().invoke(app, ["worldcereal-cube", str(nc), "--out", str(out), "--tile", "50"])
+    assert res.exit_code == 0, res.output
+    cube, _ = open_data(out)
+    assert cube["bands"].dims == ("sample", "season", "band", "y", "x")
+    assert cube.sizes["sample"] == 4 and cube.sizes["y"] == 50
+    assert "s2l1c/B10" in cube.attrs["missing_bands"]
+    again = CliRunner().invoke(app, ["worldcereal-cube", str(nc), "--out", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output  # never overwritten

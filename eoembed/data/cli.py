@@ -1,4 +1,4 @@
-"""``eoembed sample`` and ``eoembed validate`` commands (same names and arguments as the Python functions)."""
+"""``eoembed sample``, ``worldcereal-cube`` and ``validate`` commands (same names and arguments as the Python functions)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +20,19 @@ def register(app: typer.Typer) -> None:
         from eoembed.data.synthetic import sample
         root = sample(out, n=n, seed=seed, size=size, part_size=part_size, progress=progress)
         typer.echo(f"wrote {n} samples ({size}x{size} px) to {root}")
+
+    @app.command("worldcereal-cube")
+    def worldcereal_cube_cmd(path: Path = typer.Argument(..., help="WorldCereal preprocessed-inputs .nc file"),
+                             out: Path = typer.Option(..., help="output cube store (.zarr folder, must not exist)"),
+                             tile: int = typer.Option(50, help="tile size in px (the grid must divide by it)")) -> None:
+        """Convert a WorldCereal monthly cube to the 4-season cube form (eoembed.data.worldcereal_cube), saved as Zarr."""
+        from eoembed.data.worldcereal import worldcereal_cube
+        if out.exists():
+            raise typer.BadParameter(f"{out} exists; choose a new --out (nothing is overwritten)")
+        cube = worldcereal_cube(path, tile=tile)
+        cube.to_zarr(out, mode="w-")
+        typer.echo(f"wrote {cube.sizes['sample']} samples x {cube.sizes['band']} bands ({tile} px) to {out}; "
+                   f"missing bands: {len(cube.attrs.get('missing_bands', []))}")
 
     @app.command("validate")
     def validate_cmd(root: Path = typer.Argument(..., help="dataset root (holds data/ and labels/)"),
