@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 ROWS = [{"epoch": 2, "train_loss": 1.0, "val_mse": 0.9, "q_bar": 10.0, "q/a": 1.0},

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eoembed.data.labels import read_label_file
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
 #: Accepted task type names in label file names, mapped to the canonical names.
@@ -116,30 +117,12 @@ def read_label_folder(folder) -> tuple[pd.DataFrame, dict]:
         raise LabelError(f"Label folder {folder} holds no <task>__<type>.csv file.")
     series, types, skipped = {}, {}, {}
     for f in files:
-        if "__" not in f.stem:
-            raise LabelError(f"Label file {f.name} is not named <task>__<type>.csv; rename it "
-                             f"(type one of {sorted(TASK_TYPES)}).")
-        task, kind = f.stem.split("__", 1)
-        if kind not in TASK_TYPES:
-            raise LabelError(f"Label file {f.name}: unknown task type {kind!r}; rename it to "
-                             f"{task}__regression.csv or {task}__classification.csv (accepted: {sorted(TASK_TYPES)}).")
-        df = pd.read_csv(f, dtype={"id": str, "label": str}, keep_default_na=False)
-        if not {"id", "label"} <= set(df.columns):
-            raise LabelError(f"Label file {f.name} must have columns id,label (found {list(df.columns)}).")
-        empty = df["label"].str.strip() == ""
-        skipped[task] = int(empty.sum())
-        df = df.loc[~empty]
-        try:
-            vals = df["label"].astype(float)
-        except ValueError as exc:
-            raise LabelError(f"Label file {f.name} holds a non-numeric label ({exc}); fix the file.") from exc
-        dup = df["id"].duplicated()
-        if dup.any():
-            raise LabelError(f"Label file {f.name}: duplicate id {df['id'][dup].iloc[0]!r}; keep one label per id.")
+        task, kind, lab = read_label_file(f)  # one parser for the layout (eoembed.data.labels)
         if task in series:
             raise LabelError(f"Task {task!r} appears in two label files in {folder}; keep one.")
-        series[task] = pd.Series(vals.to_numpy(), index=df["id"].to_numpy(), name=task)
-        types[task] = TASK_TYPES[kind]
+        skipped[task] = int(lab.isna().sum())  # NeuCo-Bench skips empty labels: counted here
+        series[task] = lab.dropna()
+        types[task] = kind
     labels = pd.concat(series.values(), axis=1) if series else pd.DataFrame()
     labels.index.name = "id"
     labels.attrs["task_types"] = types

@@ -168,7 +168,6 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     all_active = active.all(1).tolist()
     n_valid = cnt.sum(1).tolist()                                         # real entries per step
     act_f = active.to(torch.float32)
-    prow = torch.arange(P, device=device).repeat_interleave(B)            # probe of each flat entry
     crow = torch.arange(0, P * B + 1, B, device=device)
     zero_vals = torch.zeros(P * B, device=device)
     PB = P * B

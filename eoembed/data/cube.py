@@ -232,7 +232,6 @@ def validate_cube(cube: xr.Dataset, nodata: Literal["error", "allow", "mask"] = 
     if not check_values or cube["bands"].size == 0:
         return report
     st = _stats(cube["bands"])
-    npix = cube.sizes["y"] * cube.sizes["x"]
     if st["inf"].any():
         s, t, b = np.argwhere(st["inf"] > 0)[0]
         raise DataError(f"infinite values in sample {str(ids[s])!r}, season {SEASONS[t]}, band {keys[b]!r}{where} "

@@ -29,6 +29,36 @@ def parse_label_filename(path: str | Path) -> tuple[str, str]:
     return task, TYPE_ALIASES[typ]
 
 
+def read_label_file(path: str | Path) -> tuple[str, str, pd.Series]:
+    """One ``<task>__<type>.csv`` -> ``(task, type, labels)``: float Series indexed by id in file order, NaN where
+    the label is empty. LabelError (naming the file and the fix) for bad names, columns, ids or values."""
+    f = Path(path)
+    task, typ = parse_label_filename(f)
+    try:
+        t = pd.read_csv(f, dtype={"id": str})
+    except pd.errors.EmptyDataError:
+        raise LabelError(f"label file {str(f)!r} is empty (not even a header); write 'id,label' rows or remove it.") from None
+    if not {"id", "label"} <= set(t.columns):
+        raise LabelError(f"label file {str(f)!r} has columns {list(t.columns)}; expected 'id,label'. Rename the columns.")
+    if t["id"].isna().any():
+        raise LabelError(f"label file {str(f)!r} has {int(t['id'].isna().sum())} row(s) without an id; fill or drop them.")
+    if t["id"].duplicated().any():
+        dup = t.loc[t["id"].duplicated(), "id"].tolist()[:5]
+        raise LabelError(f"label file {str(f)!r} repeats id(s) {dup}; keep one label per id.")
+    lab = pd.to_numeric(t["label"], errors="coerce")
+    bad = lab.isna() & t["label"].notna()
+    if bad.any():
+        raise LabelError(f"label file {str(f)!r} has non-numeric label(s) {t.loc[bad, 'label'].tolist()[:5]} "
+                         f"(ids {t.loc[bad, 'id'].tolist()[:5]}); labels must be numbers (classification: 0/1).")
+    if typ == "classification":
+        vals = {float(v) for v in np.unique(lab.dropna())}
+        if not vals <= {0.0, 1.0}:
+            raise LabelError(f"classification label file {str(f)!r} has values {sorted(vals)[:6]}; "
+                             "NeuCo-Bench classification is binary 0/1. Threshold the labels or rename the file "
+                             "'<task>__regression.csv'.")
+    return task, typ, pd.Series(lab.to_numpy(dtype=np.float64), index=t["id"].astype(str).to_numpy(), name=task)
+
+
 def read_labels(labels_dir: str | Path, tasks: list[str] | None = None) -> pd.DataFrame:
     """Read every ``<task>__<type>.csv`` of a label folder into one DataFrame (index ``id``, one column per task).
 
@@ -55,31 +85,10 @@ def read_labels(labels_dir: str | Path, tasks: list[str] | None = None) -> pd.Da
             continue
         if task in types:
             raise LabelError(f"task {task!r} has two label files in {str(d)!r} (one is {f.name!r}); keep one.")
-        try:
-            t = pd.read_csv(f, dtype={"id": str})
-        except pd.errors.EmptyDataError:
-            raise LabelError(f"label file {str(f)!r} is empty (not even a header); write 'id,label' rows or remove it.") from None
-        if not {"id", "label"} <= set(t.columns):
-            raise LabelError(f"label file {str(f)!r} has columns {list(t.columns)}; expected 'id,label'. Rename the columns.")
-        if t["id"].isna().any():
-            raise LabelError(f"label file {str(f)!r} has {int(t['id'].isna().sum())} row(s) without an id; fill or drop them.")
-        if t["id"].duplicated().any():
-            dup = t.loc[t["id"].duplicated(), "id"].tolist()[:5]
-            raise LabelError(f"label file {str(f)!r} repeats id(s) {dup}; keep one label per id.")
-        lab = pd.to_numeric(t["label"], errors="coerce")
-        bad = lab.isna() & t["label"].notna()
-        if bad.any():
-            raise LabelError(f"label file {str(f)!r} has non-numeric label(s) {t.loc[bad, 'label'].tolist()[:5]} "
-                             f"(ids {t.loc[bad, 'id'].tolist()[:5]}); labels must be numbers (classification: 0/1).")
-        if typ == "classification":
-            vals = {float(v) for v in np.unique(lab.dropna())}
-            if not vals <= {0.0, 1.0}:
-                raise LabelError(f"classification label file {str(f)!r} has values {sorted(vals)[:6]}; "
-                                 "NeuCo-Bench classification is binary 0/1. Threshold the labels or rename the file "
-                                 "'<task>__regression.csv'.")
-        if len(t) == 0 or lab.notna().sum() == 0:
+        task, typ, lab = read_label_file(f)
+        if lab.notna().sum() == 0:
             empty.append(task)
-        cols[task] = pd.Series(lab.to_numpy(dtype=np.float64), index=t["id"].astype(str).to_numpy())
+        cols[task] = lab
         types[task] = typ
     if tasks is not None:
         absent = [t for t in tasks if t not in types]
