@@ -38,3 +38,27 @@ def test_cli_lists_every_command():
     assert res.exit_code == 0
     for cmd in ("sample", "validate", "models", "extract", "bench", "train", "ablate", "fuse", "demo"):
         assert cmd in res.output, cmd
+
+
+def test_package_exports_resolve_and_stay_lazy():
+    import importlib
+    import subprocess
+    import sys
+
+    for pkg in ("eoembed.bench", "eoembed.compress", "eoembed.extract", "eoembed.models"):
+        mod = importlib.import_module(pkg)
+        assert [n for n in mod.__all__ if not hasattr(mod, n)] == [], pkg
+    # `eoembed --help` must not pay for torch / scikit-learn imports.
+    code = ("import sys, eoembed.cli; "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_lazy_exports_refuse_a_name_shadowed_by_a_submodule():
+    import pytest
+
+    from eoembed._lazy import lazy_exports
+
+    with pytest.raises(ImportError, match="rename the submodule"):
+        lazy_exports("eoembed.compress", {"ablation": "ablation"})

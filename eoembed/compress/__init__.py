@@ -1,10 +1,31 @@
 """Fusion of per-model embeddings and their compression (Embed2Scale winning recipe), ablations and baselines."""
-from eoembed.compress.ablate import AblationResult, ablate, default_combos
-from eoembed.compress.baselines import pca_baseline, rcf_baseline
-from eoembed.compress.fusion import fuse, fused_slices, load_store, model_family, select_models
-from eoembed.compress.model import PRESETS, Compressor, CompressorConfig, resolve_config, resolve_weights
-from eoembed.compress.train import (IN_LOOP_Q_FOLDS, TrainResult, encode, export_embeddings, load_checkpoint,
-                                    select_checkpoint, train_compressor)
+
+from eoembed._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    'AblationResult': 'ablation',
+    'ablate': 'ablation',
+    'default_combos': 'ablation',
+    'pca_baseline': 'baselines',
+    'rcf_baseline': 'baselines',
+    'fuse': 'fusion',
+    'fused_slices': 'fusion',
+    'load_store': 'fusion',
+    'model_family': 'fusion',
+    'select_models': 'fusion',
+    'PRESETS': 'model',
+    'Compressor': 'model',
+    'CompressorConfig': 'model',
+    'resolve_config': 'model',
+    'resolve_weights': 'model',
+    'IN_LOOP_Q_FOLDS': 'train',
+    'TrainResult': 'train',
+    'encode': 'train',
+    'export_embeddings': 'train',
+    'load_checkpoint': 'train',
+    'select_checkpoint': 'train',
+    'train_compressor': 'train',
+})
 
 __all__ = ["AblationResult", "Compressor", "CompressorConfig", "IN_LOOP_Q_FOLDS", "PRESETS", "TrainResult",
            "ablate", "default_combos", "encode", "export_embeddings", "fuse", "fused_slices", "load_checkpoint",

@@ -117,7 +117,7 @@ def ablate(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train + score every model combination and the baselines; writes table.csv and per_task.csv to OUT."""
-    from eoembed.compress.ablate import ablate as run
+    from eoembed.compress.ablation import ablate as run
     try:
         res = run(store, labels, combos=[c.split(",") for c in combo] if combo else None, baselines=baselines,
                   cube=cube, epochs=epochs, preset=preset, out_dim=out_dim, out=out, eval_folds=eval_folds,

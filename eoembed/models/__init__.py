@@ -10,10 +10,6 @@ from __future__ import annotations
 
 from eoembed.errors import WeightsMismatchError, WeightsNotFound
 
-from .base import Embedder, ModelSpec, Normalisation, WeightSource
-from .registry import get_model, list_models, load_model, model_names, register, weights_found_locally
-from .weights import LoadRules
-
 #: Every model module; each registers its models when imported (lazily, on first registry use).
 MODEL_MODULES: tuple[str, ...] = (
     "eoembed.models.croma",
@@ -23,6 +19,15 @@ MODEL_MODULES: tuple[str, ...] = (
     "eoembed.models.prithvi",
     "eoembed.models.presto",
 )
+
+from eoembed._lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["Embedder", "ModelSpec", "Normalisation", "WeightSource"], "base"),
+    **dict.fromkeys(["get_model", "list_models", "load_model", "model_names", "register",
+                     "weights_found_locally"], "registry"),
+    "LoadRules": "weights",
+})
 
 __all__ = ["Embedder", "ModelSpec", "Normalisation", "WeightSource", "LoadRules", "get_model", "list_models",
            "load_model", "model_names", "register", "weights_found_locally", "WeightsMismatchError",
