@@ -1,5 +1,9 @@
 """Shared fixtures: ``shared_dir`` (real data in ../shared, skipped when absent), ``sample_root`` (a small synthetic
-SSL4EO-S12-downstream dataset made once per session) and ``sample_cube`` (that dataset opened lazily)."""
+SSL4EO-S12-downstream dataset made once per session) and ``sample_cube`` (that dataset opened lazily).
+
+Autouse: ``torch_global_state_unchanged`` fails any test after which torch's process-wide numeric state (matmul
+precision per backend, TF32, deterministic flags, default dtype, threads) differs from before it: no eoembed import,
+model build or computation may change it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +17,20 @@ SHARED = REPO_ROOT.parent / "shared"
 SAMPLE_N = 40
 SAMPLE_SIZE = 32
 SAMPLE_SEED = 0
+
+
+@pytest.fixture(autouse=True)
+def torch_global_state_unchanged():
+    """Fail the test if torch's global numeric state differs after it (see eoembed.runtime.global_state)."""
+    from eoembed.runtime import global_state, restore_global_state
+
+    before = global_state()
+    yield
+    after = global_state()
+    if after != before:
+        restore_global_state(before)  # do not let one offender fail every later test
+        diff = {k: (before.get(k), after.get(k)) for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        pytest.fail(f"torch global numeric state changed during the test (before, after): {diff}")
 
 
 @pytest.fixture(scope="session")

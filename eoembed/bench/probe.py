@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from eoembed import runtime
 from eoembed.bench.metrics import chance_adjusted, f1_batched, r2_batched
 
 BATCH_SIZE = 64
@@ -59,23 +60,18 @@ def _epoch_metric(logits, y, mask, is_cls, metric: str) -> torch.Tensor:
 
 
 def _quiet_csr(fn):
-    """Run with ``threads`` intra-op threads on CPU (restored afterwards) and without torch's "CSR is beta" warning
-    (the kernels are checked against nn.Linear + AdamW by the tests).
+    """Run at full float32 (:func:`eoembed.runtime.compute`, whatever torch's global matmul precision is) with
+    ``threads`` intra-op threads on CPU (restored afterwards) and without torch's "CSR is beta" warning (the
+    kernels are checked against nn.Linear + AdamW by the tests).
 
     The per-step operations are small and cache-bound: on an idle 2-core machine two threads take about 0.65x the
     time of one, but on a shared, loaded machine extra OpenMP workers wait on each other and can be many times
     slower, hence the default 1; pass threads=2 (or None for torch's setting) on an idle machine."""
     @functools.wraps(fn)
     def wrapper(*args, threads: int | None = 1, **kwargs):
-        before = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(int(threads))
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
+        with runtime.compute("float32", kwargs.get("device"), threads=threads), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return fn(*args, **kwargs)
     return wrapper
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from eoembed import runtime
 from eoembed.bench.metrics import balanced_accuracy_batched, chance_adjusted, r2_batched
 
 #: Penalty grid, relative to the mean eigenvalue of the training Gram matrix (scale-free).
@@ -115,6 +116,7 @@ def _logistic_fold(F, e, classes_idx, n_classes, Fte, alphas, inner_folds, rng):
     return zt.argmax(1)
 
 
+@runtime.full_float32
 def ridge_scores(X, Y, Y_raw, tasks, task_types, splits, metric: str = "neuco", alphas=None,
                  inner_folds: int = 3, seed: int = 42, device=None, progress: bool = True) -> np.ndarray:
     """Held-out scores (T, K) of the ridge / logistic probes on the given splits.

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from eoembed import runtime
 from eoembed.errors import DataError
 
 __all__ = ["pca_baseline", "rcf_baseline"]
@@ -109,6 +110,7 @@ def _cube_bands(cube: Any, bands: Sequence[str] | None) -> xr.DataArray:
     return da
 
 
+@runtime.full_float32
 def rcf_baseline(cube: Any, n_features: int = 4096, out_dim: int = 1024, *, seed: int = 0,
                  bands: Sequence[str] | None = None, kernel_size: int = 3, bias: float = -1.0, batch_size: int = 8,
                  device: Any = None, progress: bool = True) -> xr.DataArray:

@@ -41,6 +41,7 @@ def extract(
     resume: bool = typer.Option(True, help="resume an unfinished store (--no-resume overwrites it)"),
     missing_bands: str = typer.Option("error", help="error | fill-mean"),
     on_error: str = typer.Option("raise", help="raise | skip (failed rows stay NaN, ids recorded)"),
+    precision: str = typer.Option("float32", help="float32 (default, same on any machine) | bf16 (CUDA opt-in)"),
 ) -> None:
     """Embed every sample of DATA with each --model into the store --out (resumable)."""
     from eoembed.extract.core import extract as run
@@ -49,7 +50,7 @@ def extract(
                   weights=per_model_option(weights, model, "auto"), size=per_model_option(size, model, "full"),
                   preset=per_model_option(preset, model, None), chunk_size=chunk_size, num_workers=num_workers,
                   dask_address=dask_address, progress=progress, resume=resume, missing_bands=missing_bands,
-                  on_error=on_error)
+                  on_error=on_error, precision=precision)
     except (EOEmbedError, ValueError, KeyError, FileNotFoundError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err

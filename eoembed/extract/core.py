@@ -20,6 +20,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from eoembed.errors import DataError, DataFileNotFound, StoreError
+from eoembed.runtime import check_precision, resolve_device
 from eoembed.extract import store as st
 
 log = logging.getLogger(__name__)
@@ -87,17 +88,13 @@ def _import_embedder(ref: str) -> Any:
     return obj
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def build_model(ref: Any, weights: Any = "auto", size: Any = "full", preset: Any = None,
-                device: str | torch.device | None = None, missing_bands: str = "error") -> Any:
-    """An Embedder from a registered name, a ``"module:attr"`` reference or an Embedder instance, in eval mode."""
+                device: str | torch.device | None = None, missing_bands: str = "error",
+                precision: str = "float32") -> Any:
+    """An Embedder from a registered name, a ``"module:attr"`` reference or an Embedder instance, in eval mode,
+    computing at ``precision`` (see :mod:`eoembed.runtime`)."""
     dev = resolve_device(device)
+    check_precision(precision, dev)
     if _is_embedder(ref):
         emb = ref
     elif isinstance(ref, str) and ":" in ref and not Path(ref).exists():
@@ -110,6 +107,7 @@ def build_model(ref: Any, weights: Any = "auto", size: Any = "full", preset: Any
                          device=str(dev), missing_bands=missing_bands)
     else:
         raise TypeError(f"model {ref!r} must be a registered model name or an Embedder instance")
+    emb.precision = precision
     return emb.to(dev).eval()
 
 
@@ -298,8 +296,7 @@ def _forward(emb: Any, inputs: dict[str, Any], device: torch.device) -> np.ndarr
     cuda = device.type == "cuda"
     with torch.inference_mode():
         moved = {k: v.to(device, non_blocking=cuda) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
-            out = emb(**moved)
+        out = emb(**moved)  # the Embedder computes at its own recorded precision (emb.precision)
         return out.float().cpu().numpy()
 
 
@@ -435,9 +432,9 @@ def _dask_chunk_task(store_path: str, chunk: tuple[int, int, int, list[str]], da
     dev = resolve_device(device)
     plans = []
     for name, ref, weights_id in model_refs:
-        if isinstance(ref, tuple):  # ("registry", name, weights, size, preset)
+        if isinstance(ref, tuple):  # ("registry", name, weights, size, preset, missing_bands, precision)
             emb = _worker_cached(("model", *ref, str(dev)),
-                                 lambda ref=ref: build_model(ref[1], ref[2], ref[3], ref[4], dev, ref[5]))
+                                 lambda ref=ref: build_model(ref[1], ref[2], ref[3], ref[4], dev, ref[5], ref[6]))
         else:
             emb = _worker_cached(("instance", name, id(ref), str(dev)), lambda ref=ref: ref.to(dev).eval())
         if str(getattr(emb, "weights_id", "")) != weights_id:
@@ -505,7 +502,7 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
             device: str | None = None, weights: Any = "auto", size: Any = "full", preset: Any = None,
             chunk_size: int | None = None, num_workers: int = 0, dask_address: Any = None,
             progress: bool = True, resume: bool = True, missing_bands: str = "error",
-            on_error: str = "raise") -> ExtractResult:
+            on_error: str = "raise", precision: str = "float32") -> ExtractResult:
     """Embed every sample of a cube with each model into the Zarr embedding store ``out``.
 
     data: cube Dataset, sample root (read with eoembed.data.open_cube) or a saved cube (.zarr/.nc).
@@ -517,7 +514,9 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
     resume: skip chunks already done in ``out`` (refused when it was made with other ids/models/settings);
     ``resume=False`` overwrites ``out``. missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands = the model's
     normalisation mean; recorded in attrs). on_error: ``"raise"`` (DataError naming the ids) or ``"skip"``
-    (rows stay NaN, ids recorded in attrs ``failed_ids`` and in the result).
+    (rows stay NaN, ids recorded in attrs ``failed_ids`` and in the result). precision: "float32" (default, full
+    IEEE fp32 on any machine) or "bf16" (CUDA autocast opt-in); set on every model and recorded in the store
+    attrs (a store is never resumed at another precision).
     """
     from eoembed import __version__
 
@@ -542,7 +541,8 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
     out = Path(out)
     dev = resolve_device(device)
 
-    embedders = [build_model(m, weights, size, preset, dev, missing_bands) for m in models]
+    check_precision(precision, dev)
+    embedders = [build_model(m, weights, size, preset, dev, missing_bands, precision) for m in models]
     names = [_model_name(e) for e in embedders]
     if len(set(names)) != len(names):
         raise ValueError(f"models {names} repeat a name; each model is one group of the store")
@@ -594,7 +594,8 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
     try:
         if todo and dask_address is not None:
             refs = {p.name: (("registry", m, _per_model(weights, m, "auto"), _per_model(size, m, "full"),
-                              _per_model(preset, m, None), missing_bands) if isinstance(m, str) and ":" not in m
+                              _per_model(preset, m, None), missing_bands, precision)
+                             if isinstance(m, str) and ":" not in m
                              else p.emb)
                     for p, m in zip(plans, models)}
             _run_dask(dask_address, str(out), cube, data, modalities, todo, plans, refs,

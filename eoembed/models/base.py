@@ -5,8 +5,10 @@ An :class:`Embedder` has two halves:
 * ``prepare(x, band_keys, lat, lon)`` - CPU side, numpy in, dict of CPU tensors out: band selection per input
   group, S2 offset, normalisation, resize. Safe in DataLoader workers/threads.
 * ``forward(**inputs)`` - device side: ``(B, 4, D)`` for ``temporal="per_season"`` (the 4 seasons of all B samples
-  go through the backbone as ONE batch of ``B*4``) or ``(B, D)`` for ``"all_seasons"``. On CUDA it runs under bf16
-  autocast (``embedder.autocast``) and returns float32. Runs without autograd.
+  go through the backbone as ONE batch of ``B*4``) or ``(B, D)`` for ``"all_seasons"``. It computes at
+  ``embedder.precision`` (:mod:`eoembed.runtime`: "float32" by default, full IEEE fp32 whatever torch's global
+  matmul precision is; "bf16" = CUDA autocast, opt-in), recorded in ``metadata["precision"]``, and returns float32.
+  Runs without autograd.
 
 Model modules subclass :class:`Embedder` and implement ``encode``.
 """
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eoembed import runtime
 from eoembed.data.bands import SEASONS, split_key
 from eoembed.errors import DataError
 
@@ -203,7 +206,7 @@ class Embedder(nn.Module):
         self.size = size
         self.preset = preset
         self.missing_bands = missing_bands
-        self.autocast = True  # bf16 autocast inside forward when on CUDA
+        self.precision = "float32"  # eoembed.runtime precision of forward(); "bf16" = CUDA autocast opt-in
         self.weights_id = "random"
         self.weights_info: dict[str, Any] = {"id": "random", "note": "random initialisation (weights=None)"}
         self.random_init_seed: int | None = None  # set by load_model (the seed the model was built under)
@@ -224,6 +227,7 @@ class Embedder(nn.Module):
             "band_mapping": {g: list(k) for g, k in spec.groups}, "input_size": spec.input_size,
             "resize": spec.resize, "normalisation": spec.normalisation.describe(), "temporal": spec.temporal,
             "pooling": spec.pooling, "embed_dim": spec.embed_dim, "licence": spec.licence,
+            "precision": self.precision,
             "seasons": list(SEASONS) if spec.temporal == "per_season" else [],
             "missing_bands_policy": self.missing_bands, "filled_bands": sorted(self._filled),
             "resized_from": sorted(list(hw) for hw in self._resized_from),
@@ -345,8 +349,7 @@ class Embedder(nn.Module):
                     v.shape[1] == len(SEASONS) else v for k, v in moved.items()}
         else:
             flat = moved
-        use_amp = self.autocast and dev.type == "cuda"
-        with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+        with torch.no_grad(), runtime.compute(self.precision, dev):
             out = self.encode(flat)
         out = out.float()
         if self.spec.temporal == "per_season":

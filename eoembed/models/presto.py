@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from eoembed import runtime
 from eoembed.errors import DataError, WeightsNotFound
 from eoembed.models.base import Embedder, ModelSpec, Normalisation, WeightSource
 from eoembed.models.registry import register
@@ -273,7 +274,7 @@ class PrestoEmbedder(Embedder):
     """Embedder for Presto: cube batches -> (B, embed_dim) "pixel_series" summaries (see the module docstring).
 
     ``spec.options``: ``s2`` ("s2l1c" | "s2l2a"), ``pixels`` ("grid:N" | "all"), ``chunk`` (series per encoder
-    call), ``depth``, ``num_heads``, ``mlp_ratio``. Runs in float32 (``autocast`` off: the model is tiny).
+    call), ``depth``, ``num_heads``, ``mlp_ratio``. Runs at ``precision`` (float32 by default; see eoembed.runtime).
     """
 
     def __init__(self, spec: ModelSpec, *, size: str = "full", preset: str | None = None,
@@ -287,7 +288,6 @@ class PrestoEmbedder(Embedder):
                                   num_heads=int(opts.get("num_heads", 8)), mlp_ratio=float(opts.get("mlp_ratio", 4.0)))
         super().__init__(spec, backbone, size=size, preset=preset, missing_bands=missing_bands)
         self.s2, self.pixels, self.chunk = s2, pixels, int(opts.get("chunk", 8192))
-        self.autocast = False
         self._masked: set[str] = set()
         self.band_mapping = {b: (_S1_CUBE.get(b) or (f"{s2}/{_S2_CUBE_NAME[b]}" if b in _S2_CUBE_NAME else None))
                              for b in PRESTO_RAW_BANDS}
@@ -366,7 +366,7 @@ class PrestoEmbedder(Embedder):
                      latlons: torch.Tensor, latlon_valid: torch.Tensor) -> torch.Tensor:
         """(N, T, 17) prepared series (on the model's device) -> (N, embed_dim), ``self.chunk`` series at a time."""
         outs = []
-        with torch.no_grad():
+        with torch.no_grad(), runtime.compute(self.precision, x.device):
             for i in range(0, x.shape[0], self.chunk):
                 sl = slice(i, i + self.chunk)
                 outs.append(self.encoder(x[sl].float(), dynamic_world[sl], latlons[sl], month[sl], mask=mask[sl],

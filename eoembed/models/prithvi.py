@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import torch
 
+from eoembed import runtime
+
 from .base import Embedder, ModelSpec, Normalisation, WeightSource
 from .registry import register
 from .stats import PRITHVI_V2_MEAN, PRITHVI_V2_STD, ssl4eo_stats
@@ -49,14 +51,16 @@ class PrithviEmbedder(Embedder):
 
     def __init__(self, spec: ModelSpec, size: str = "full", preset: str | None = None,
                  missing_bands: str = "error") -> None:
-        from terratorch.registry import BACKBONE_REGISTRY
+        with runtime.preserve_global_state():  # importing terratorch sets fp32 matmul precision to "medium"
+            from terratorch.registry import BACKBONE_REGISTRY
 
         o = spec.options
         kwargs = {"pretrained": False, "num_frames": 4, "img_size": spec.input_size}
         if size == "tiny":
             kwargs |= {"embed_dim": spec.width, "depth": o["depth"], "num_heads": o["num_heads"],
                        "patch_size": [1, o["patch"], o["patch"]]}
-        backbone = BACKBONE_REGISTRY.build(f"terratorch_{o['variant']}", **kwargs)
+        with runtime.preserve_global_state():
+            backbone = BACKBONE_REGISTRY.build(f"terratorch_{o['variant']}", **kwargs)
         super().__init__(spec, backbone, size=size, preset=preset, missing_bands=missing_bands)
 
     def load_rules(self) -> LoadRules:

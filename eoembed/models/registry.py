@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from eoembed import runtime
 from eoembed.errors import WeightsNotFound
 
 from .base import Embedder, ModelSpec
@@ -59,7 +60,8 @@ def _ensure_loaded() -> None:
 
         for mod in MODEL_MODULES:
             try:
-                importlib.import_module(mod)
+                with runtime.preserve_global_state():  # a model module's imports must not change torch's numerics
+                    importlib.import_module(mod)
             except ModuleNotFoundError as e:
                 if e.name != mod:
                     raise
@@ -118,7 +120,7 @@ def random_init_seed(name: str, size: str = "full", preset: str | None = None) -
 
 def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str = "full",
                preset: str | None = None, device: str | Any = "cpu", missing_bands: str = "error",
-               download: bool = True, seed: int | None = None) -> Embedder:
+               download: bool = True, seed: int | None = None, precision: str = "float32") -> Embedder:
     """Build model ``name`` and load its weights.
 
     weights: ``"auto"`` (explicit search order in :mod:`eoembed.models.weights`; WeightsNotFound if none, never a
@@ -128,8 +130,11 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
     missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands set to the normalisation mean; recorded).
     seed: seed of the initialisation (None: ``random_init_seed(name, size, preset)``), so a random model is the
     same in every process (resumed runs, Dask workers); recorded as ``metadata["random_init_seed"]``. The model
-    is built under ``torch.random.fork_rng``: the global RNG state is left unchanged.
+    is built under ``torch.random.fork_rng``: the global RNG state is left unchanged, and so is torch's global
+    numeric state (:func:`eoembed.runtime.preserve_global_state`). precision: what ``forward`` computes at,
+    "float32" (default) or "bf16" (CUDA opt-in); recorded as ``metadata["precision"]``.
     """
+    runtime.check_precision(precision, device)
     if seed is None:
         seed = random_init_seed(name, size, preset)
     elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -143,10 +148,11 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
     path = sd = None
     if weights is not None:  # resolve before building: fail fast, never build a big model for nothing
         path, sd = resolve(spec.name, list(spec.weight_sources), weights, download=download)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), runtime.preserve_global_state():
         torch.manual_seed(seed)
         emb: Embedder = spec.embedder(spec, size=size, preset=preset, missing_bands=missing_bands)
     emb.random_init_seed = seed
+    emb.precision = precision
     if path is not None:
         if sd is None:
             sd = read_checkpoint(path)
