@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -123,15 +124,48 @@ def restore_global_state(state: dict[str, Any]) -> None:
             torch.set_num_threads(value)
 
 
+# Process-wide state is shared by threads (Dask workers, loader threads): one re-entrant lock orders every change.
+# compute() blocks are counted: the first to enter saves the state and switches to full fp32, the last to leave
+# restores it, so overlapping blocks on several threads never leave the fp32 switches behind.
+_LOCK = threading.RLock()
+_ACTIVE = 0
+_SAVED: dict[str, Any] = {}
+
+
 @contextlib.contextmanager
 def preserve_global_state() -> Iterator[None]:
     """Run a block (an import or model build of a third-party library) and undo any change it makes to torch's
-    global numeric state (e.g. ``import terratorch`` sets float32 matmul precision to "medium" process-wide)."""
-    before = global_state()
+    global numeric state (e.g. ``import terratorch`` sets float32 matmul precision to "medium" process-wide).
+    Such blocks run one at a time (a re-entrant lock)."""
+    with _LOCK:
+        before = global_state()
+        try:
+            yield
+        finally:
+            restore_global_state(before)
+
+
+@contextlib.contextmanager
+def _full_fp32(threads: int | None) -> Iterator[None]:
+    global _ACTIVE, _SAVED
+    with _LOCK:
+        if _ACTIVE == 0:
+            _SAVED = global_state()
+            for path in _FULL_FP32:
+                try:
+                    _backend(path).fp32_precision = "ieee"
+                except AttributeError:
+                    continue
+        _ACTIVE += 1
+        if threads:
+            torch.set_num_threads(int(threads))
     try:
         yield
     finally:
-        restore_global_state(before)
+        with _LOCK:
+            _ACTIVE -= 1
+            if _ACTIVE == 0:
+                restore_global_state(_SAVED)
 
 
 @contextlib.contextmanager
@@ -140,18 +174,11 @@ def compute(precision: str = "float32", device: Any = None, threads: int | None 
 
     "float32": fp32 matmuls / convolutions / RNNs in full IEEE float32 on CUDA, cuDNN and oneDNN (no TF32, no
     bf16), autocast disabled. "bf16": CUDA only, bf16 autocast (the caller's opt-in for speed). ``threads``: CPU
-    intra-op threads inside the block (None: leave as is).
+    intra-op threads inside the block (None: leave as is). Safe to nest and to use from several threads.
     """
     check_precision(precision, device)
     dev = resolve_device(device)
-    with preserve_global_state():
-        for path in _FULL_FP32:
-            try:
-                _backend(path).fp32_precision = "ieee"
-            except AttributeError:
-                continue
-        if threads:
-            torch.set_num_threads(int(threads))
+    with _full_fp32(threads):
         if precision == "bf16":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 yield

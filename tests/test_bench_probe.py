@@ -155,3 +155,64 @@ def test_compat_agrees_with_reference_k40():
         qa = np.mean([q_score(r) for r in a])
         qb = np.mean([q_score(r) for r in b])
         assert abs(qa - qb) < max(1.5, 0.15 * abs(qb)), (t, qa, qb)
+
+
+# ------------------------------------------------------------------------- index arithmetic past 2^31
+def _probe_case(n, P, D=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, D)).astype(np.float32)
+    Y = (X @ rng.normal(size=D))[None]
+    perm = [rng.permutation(n) for _ in range(P)]
+    cut = int(0.9 * n)
+    return X, Y, [p[:cut] for p in perm], [p[cut:] for p in perm]
+
+
+def test_index_dtype_switches_exactly_at_the_int32_boundary():
+    from eoembed.bench.probe import INT32_MAX, _index_dtype
+
+    assert _index_dtype(INT32_MAX) is np.int32 and _index_dtype(INT32_MAX + 1) is np.int64
+    # (n+1) * P * 64 for n = 1000: 33,520 probes still fit in int32 keys, 33,521 do not (the measured failure)
+    assert _index_dtype(1001 * 33_520 * 64) is np.int32 and _index_dtype(1001 * 33_521 * 64) is np.int64
+
+
+def test_sample_major_keys_do_not_wrap_past_2_31():
+    from eoembed.bench.probe import _sample_major
+
+    B, P = 64, 40_000
+    PB = P * B                                            # 2.56M slots: sample * PB passes 2^31 from sample 839
+    rng = np.random.default_rng(0)
+    order = rng.integers(0, 1_000_000, size=(1, PB), dtype=np.int64)
+    slot_sm, probe = _sample_major(order, PB, B, np.int64)
+    assert sorted(slot_sm[0].tolist()) == list(range(PB))                    # every slot exactly once
+    assert (np.diff(order[0][slot_sm[0]]) >= 0).all()                       # entries in sample order
+    np.testing.assert_array_equal(probe[0], slot_sm[0] // B)
+    wrapped, _ = _sample_major(order, PB, B, np.int32)                       # what int32 keys did: wrong order
+    assert (np.diff(order[0][wrapped[0] % PB]) < 0).any()
+
+
+def test_int64_index_path_gives_identical_scores(monkeypatch):
+    """The int64 path (taken past 2^31) is the int32 path's arithmetic exactly: forced on a small case."""
+    from eoembed.bench import probe
+
+    X, Y, tr, te = _probe_case(n=300, P=12)
+    args = (X, Y, np.zeros(12, int), np.zeros(12, bool), tr, te)
+    small = probe.train_linear_probes(*args, epochs=3, progress=False)
+    monkeypatch.setattr(probe, "INT32_MAX", 1000)                            # every index array goes int64
+    big = probe.train_linear_probes(*args, epochs=3, progress=False)
+    np.testing.assert_array_equal(small, big)
+
+
+@pytest.mark.slow
+def test_probes_past_2_31_match_the_dense_kernels():
+    """33,600 probes of 1,000 samples: (n+1)*P*64 > 2^31 (int32 keys wrapped here and 99% of scores were wrong).
+    The sparse engine must equal the dense kernels, which build no such keys (about 1 min on 2 cores)."""
+    from eoembed.bench.probe import train_linear_probes
+
+    n, P = 1000, 33_600
+    assert (n + 1) * P * 64 > 2**31
+    X, Y, tr, te = _probe_case(n=n, P=P)
+    args = (X, Y, np.zeros(P, int), np.zeros(P, bool), tr, te)
+    a = train_linear_probes(*args, epochs=1, kernels="sparse", progress=False)
+    b = train_linear_probes(*args, epochs=1, kernels="dense", progress=False)
+    assert np.isfinite(a).all()
+    np.testing.assert_allclose(a, b, atol=1e-5)

@@ -173,3 +173,29 @@ def test_extract_records_precision_and_refuses_bf16_on_cpu(sample_cube, tmp_path
     assert not (tmp_path / "bf16.zarr").exists()          # refused before anything was written
     extract(sub, ["dofa_base"], out=tmp_path / "emb.zarr", size="tiny", weights=None, device="cpu", progress=False)
     assert open_embeddings(tmp_path / "emb.zarr")["dofa_base"].attrs["precision"] == "float32"
+
+
+def test_overlapping_compute_blocks_on_threads_leave_no_trace():
+    """Dask workers are threads: blocks that enter and leave out of order must still restore the caller's state."""
+    import threading
+
+    before = runtime.global_state()
+    entered, release = threading.Barrier(2), threading.Event()
+    seen: list[str] = []
+
+    def worker(wait_first: bool):
+        with runtime.compute("float32", "cpu"):
+            entered.wait(timeout=10)
+            if wait_first:
+                release.wait(timeout=10)
+            seen.append(runtime.global_state()["fp32_precision.mkldnn.matmul"])
+        if not wait_first:
+            release.set()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in (True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert seen == ["ieee", "ieee"]
+    assert runtime.global_state() == before
