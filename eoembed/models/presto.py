@@ -49,7 +49,7 @@ from torch import nn
 from eoembed.errors import DataError, WeightsNotFound
 from eoembed.models.base import Embedder, ModelSpec, Normalisation, WeightSource
 from eoembed.models.registry import register
-from eoembed.models.weights import LoadRules, file_sha256, read_checkpoint, strict_load
+from eoembed.models.weights import LoadRules, Resolved, read_checkpoint, strict_load, verify_file
 from eoembed.models.presto_nn import (
     DW_MISSING, MAX_SEQ_LEN, NUM_DW_CLASSES, PRESTO_ADD, PRESTO_BANDS, PRESTO_DIV, PrestoEncoder,
 )
@@ -65,6 +65,13 @@ PRESTO_RAW_BANDS: tuple[str, ...] = PRESTO_BANDS[:-1]
 #: Mid-season month indices (0 = January) of the cube seasons MAM, JJA, SON, DJF.
 SEASON_MONTHS: tuple[int, ...] = (3, 6, 9, 0)
 PRESTO_WEIGHTS_FILE = "default_model.pt"
+#: github.com/nasaharvest/presto commit the download is pinned to (main on 2025-05-18; data/default_model.pt last
+#: changed in 5afde40850d73bfaed26078fc3bda621a55c311d, "Update model weights", 2023-09-21).
+PRESTO_REVISION = "13173d028f035abcbcc3b13829314323a5c15d02"
+PRESTO_URL = f"https://github.com/nasaharvest/presto/raw/{PRESTO_REVISION}/data/default_model.pt"
+#: SHA-256 of data/default_model.pt at that commit (3,321,716 bytes, git blob 1c0ab2199246ca250c1dbb3de27e8c3da43d9b8a),
+#: computed from a snapshot of the upstream repository; equal to ../shared/weights/presto/default_model.pt.
+PRESTO_SHA256 = "559c9d76f525bdf2dd3774da8b1e7f1510769b73baacac12e9e4d8d5c67fbe65"
 PRESTO_EMBED_DIM = 128
 #: Architecture sizes. "full" is the checkpoint's; "tiny" runs the same code at toy size (tests, demos).
 PRESTO_SIZES: dict[str, dict] = {
@@ -96,24 +103,34 @@ class PrestoBackbone(nn.Module):
         self.encoder = PrestoEncoder(**sizes)
 
 
+def _check_presto_file(weights: str | os.PathLike) -> Resolved:
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFound(f"Presto checkpoint {str(path)!r} not found; pass the path of {PRESTO_WEIGHTS_FILE} "
+                              f"({PRESTO_URL}) or weights=None for random")
+    return verify_file(path, PRESTO_SPEC.weight_sources, "presto", "explicit")
+
+
 def load_presto_weights(backbone: PrestoBackbone, weights: str | os.PathLike | Mapping[str, torch.Tensor]) -> str:
     """Load a Presto checkpoint (path or state dict) into ``backbone`` strictly; return a weights id.
 
+    A file named ``default_model.pt`` must have the published SHA-256 (``PRESTO_SHA256``), checked before it is
+    read; a file with another name is taken as the user's own checkpoint (see :mod:`eoembed.models.weights`).
     Every ``encoder.*`` tensor of the model must be in the file with the right shape, the file may hold nothing
     else but ``decoder.*`` tensors (dropped on purpose). Raises ``WeightsMismatchError`` listing the missing,
-    unexpected and mis-shaped tensors, ``WeightsNotFound`` for a missing file. The id is
+    unexpected and mis-shaped tensors (or naming both hashes), ``WeightsNotFound`` for a missing file. The id is
     ``"<file name>@sha256:<12 hex>"`` (``"state_dict"`` for an in-memory dict).
     """
     if isinstance(weights, Mapping):
         strict_load(backbone, dict(weights), PRESTO_LOAD_RULES, model="presto")
         return "state_dict"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsNotFound(f"Presto checkpoint {str(path)!r} not found; pass the path of {PRESTO_WEIGHTS_FILE} "
-                              "(github.com/nasaharvest/presto, data/default_model.pt) or weights=None for random")
-    sha = file_sha256(path)
-    strict_load(backbone, read_checkpoint(path), PRESTO_LOAD_RULES, path=str(path), sha256=sha, model="presto")
-    return f"{path.name}@sha256:{sha[:12]}"
+    return _load_file(backbone, _check_presto_file(weights))
+
+
+def _load_file(backbone: PrestoBackbone, found: Resolved) -> str:
+    strict_load(backbone, read_checkpoint(found.path), PRESTO_LOAD_RULES, path=str(found.path),
+                sha256=found.sha256, model="presto")
+    return f"{found.path.name}@sha256:{found.sha256[:12]}"
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -314,8 +331,12 @@ class PrestoEmbedder(Embedder):
 
     def load_weights(self, weights: str | os.PathLike | Mapping[str, torch.Tensor]) -> str:
         """Strictly load a checkpoint (see ``load_presto_weights``); sets and returns ``weights_id``."""
-        self.weights_id = load_presto_weights(self.backbone, weights)
-        self.weights_info = {"id": self.weights_id, "dropped_prefixes": list(IGNORED_PREFIXES)}
+        found = None if isinstance(weights, Mapping) else _check_presto_file(weights)
+        self.weights_id = (load_presto_weights(self.backbone, weights) if found is None else
+                           _load_file(self.backbone, found))
+        self.weights_info = {"id": self.weights_id, "dropped_prefixes": list(IGNORED_PREFIXES),
+                             **(found.info() if found is not None else
+                                {"verified": False, "verification": "in-memory state dict (no file to hash)"})}
         return self.weights_id
 
     def prepare(self, x: np.ndarray, band_keys: Sequence[str], lat: np.ndarray | None = None,
@@ -398,9 +419,10 @@ PRESTO_SPEC = ModelSpec(
     groups=(("s1", ("s1/VV", "s1/VH")), ("s2", _s2_keys("s2l1c"))),
     input_size=1, resize="native", normalisation=_presto_normalisation("s2l1c"),
     temporal="pixel_series", pooling=_pooling("grid:16"), width=PRESTO_EMBED_DIM, out_multiplier=1, licence="MIT",
-    weight_sources=(WeightSource(filename=PRESTO_WEIGHTS_FILE,
-                                 url="https://github.com/nasaharvest/presto/raw/main/data/default_model.pt",
-                                 licence="MIT", note="Presto encoder+decoder; decoder.* dropped on load"),),
+    weight_sources=(WeightSource(filename=PRESTO_WEIGHTS_FILE, url=PRESTO_URL, revision=PRESTO_REVISION,
+                                 sha256=PRESTO_SHA256, licence="MIT",
+                                 note="Presto encoder+decoder (nasaharvest/presto data/default_model.pt); "
+                                      "decoder.* dropped on load"),),
     embedder=PrestoEmbedder,
     options={"s2": "s2l1c", "pixels": "grid:16", "chunk": 8192, "depth": 2, "num_heads": 8, "mlp_ratio": 4.0},
     presets={
