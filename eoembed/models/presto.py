@@ -29,8 +29,13 @@ Cubes (``PrestoEmbedder.prepare`` / ``forward``, temporal mode "pixel_series")
 Registry: ``load_model("presto", weights="auto"|path|None, size="full"|"tiny", preset=None|"l2a"|"all-pixels")``;
 without the registry: ``build_presto(weights, size, preset)``. Tiny = same code at width 32, depth 1, 4 heads.
 
-Pixels (``presto_embed_pixels``)
-    Embeds per-pixel time series (N, T <= 24, C) directly, in batches, returning (N, 128).
+Pixels (``presto_embed_pixels``, also ``from eoembed.models import presto_embed_pixels``)
+    Embeds per-pixel time series (N, T <= 24, C) directly, in batches, returning (N, 128). ``months``: an int
+    or an (N,) array is the START month of each pixel's series (as the original Presto; step t has month
+    (start + t) % 12); (T,) gives the month of each step for all pixels, (N, T) every step's month. A 1-D
+    array with N == T is ambiguous and raises ``DataError``. Inputs that look like the wrong units raise a
+    ``UserWarning`` (``check_presto_units``): S2 reflectance in 0..1 instead of digital numbers (x 1e4), S1
+    in linear power instead of dB, temperature in Celsius instead of Kelvin.
 
 Weights: ``default_model.pt`` from nasaharvest/presto holds encoder and decoder; ``load_presto_weights`` loads
 every ``encoder.*`` tensor strictly and ignores the ``decoder.*`` ones explicitly by prefix; anything else, any
@@ -39,6 +44,7 @@ missing or mis-shaped tensor raises ``WeightsMismatchError`` listing them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -57,7 +63,7 @@ from eoembed.models.presto_nn import (
 __all__ = [
     "PRESTO_BANDS", "PRESTO_RAW_BANDS", "SEASON_MONTHS", "PRESTO_SIZES", "PRESTO_WEIGHTS_FILE", "PRESTO_SPEC",
     "PRESTO_LOAD_RULES", "PrestoEmbedder", "PrestoBackbone", "build_presto", "load_presto_weights",
-    "presto_normalise", "presto_inputs", "presto_embed_pixels", "pixel_grid",
+    "presto_normalise", "presto_inputs", "presto_embed_pixels", "pixel_grid", "check_presto_units",
 ]
 
 #: The 16 measured channels (NDVI, the 17th, is derived).
@@ -163,36 +169,95 @@ def _canonical_band(name: str) -> str:
 
 
 def _months(months, n: int, t: int) -> np.ndarray:
-    if np.isscalar(months):
-        m = (int(months) + np.arange(t)) % 12
-        out = np.broadcast_to(m, (n, t))
-        start = int(months)
-        if not 0 <= start <= 11:
-            raise DataError(f"start month {start} out of range: use 0..11 (0 = January)")
-    else:
-        arr = np.asarray(months)
-        if arr.shape == (t,):
-            arr = np.broadcast_to(arr, (n, t))
-        if arr.shape != (n, t):
-            raise DataError(f"months must be an int (start month), shape ({t},) or ({n}, {t}); got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
-            raise DataError("months must be whole month indices 0..11 (0 = January)")
+    """Month index (0 = January) of every step, (n, t), from an int or (n,) start month or (t,) / (n, t) months.
+
+    A 1-D array is a start month per pixel when its length is n (as the original Presto), the months of the t
+    steps shared by all pixels when its length is t; n == t != 1 is ambiguous and raises.
+    """
+    arr = np.asarray(months)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"months must be whole month indices 0..11 (0 = January), got dtype {arr.dtype}")
+    if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise DataError("months must be whole month indices 0..11 (0 = January), got non-integer or NaN values")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 11):
+        raise DataError(f"month indices must lie in 0..11 (0 = January), got {arr.min()}..{arr.max()}")
+    steps = np.arange(t)
+    if arr.ndim == 0:  # one start month for every pixel
+        out = np.broadcast_to((int(arr) + steps) % 12, (n, t))
+    elif arr.ndim == 1 and n == t and n > 1 and arr.shape == (n,):
+        raise DataError(
+            f"months of shape ({n},) is ambiguous: there are {n} pixels and {t} time steps. Pass one start month "
+            f"per pixel as a ({n}, {t}) array of every step's month, e.g. (start[:, None] + np.arange({t})) % 12, "
+            f"or the months of the steps shared by all pixels as np.broadcast_to(months, ({n}, {t}))")
+    elif arr.ndim == 1 and arr.shape == (n,):  # a start month per pixel (the original Presto's convention)
+        out = (arr[:, None] + steps[None, :]) % 12
+    elif arr.ndim == 1 and arr.shape == (t,):  # the months of the t steps, the same for every pixel
+        out = np.broadcast_to(arr, (n, t))
+    elif arr.shape == (n, t):
         out = arr
-    out = np.asarray(out, dtype=np.int64)
-    if out.size and (out.min() < 0 or out.max() > 11):
-        raise DataError(f"month indices must lie in 0..11 (0 = January), got {out.min()}..{out.max()}")
-    return np.ascontiguousarray(out)
+    else:
+        raise DataError(f"months must be an int (start month), shape ({n},) (start month per pixel), ({t},) "
+                        f"(month of each step) or ({n}, {t}); got shape {arr.shape}")
+    return np.ascontiguousarray(out, dtype=np.int64)
+
+
+_S2_PRESTO = tuple(_S2_CUBE_NAME)
+
+
+def check_presto_units(values: np.ndarray, bands: Sequence[str], missing: np.ndarray | None = None,
+                       *, stacklevel: int = 1) -> list[str]:
+    """Warn (``UserWarning``) when raw Presto inputs look like the wrong units; returns the messages.
+
+    ``values`` (..., C) raw values of the Presto ``bands`` (canonical names), ``missing`` (..., C) True where a
+    value is not used. Checks: S2 reflectance in 0..1 instead of digital numbers (x 1e4); S1 in linear power
+    instead of dB; temperature_2m in degrees Celsius instead of Kelvin. ``stacklevel`` 1 points the warning at
+    the caller.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(vals) if missing is None else (~np.asarray(missing, dtype=bool) & np.isfinite(vals))
+    msgs = []
+
+    def valid(names):
+        cols = [j for j, b in enumerate(bands) if b in names]
+        if not cols:
+            return [], np.empty(0)
+        v = vals[..., cols][ok[..., cols]]
+        return [bands[j] for j in cols], v
+
+    names, v = valid(_S2_PRESTO)
+    if v.size and v.max() <= 2.0 and v.max() > 0:
+        msgs.append(f"presto: S2 bands {names} look like reflectance in 0..1 (largest valid value {v.max():.3g}); "
+                    "Presto expects digital numbers, reflectance x 10000 (e.g. 1234 for 0.1234): multiply them by "
+                    "10000")
+    names, v = valid(("VV", "VH"))
+    if v.size and v.min() >= 0 and np.median(v) < 1.0:
+        msgs.append(f"presto: S1 bands {names} look like linear power (all >= 0, median {np.median(v):.3g}); "
+                    "Presto expects backscatter in dB (mostly -30..+5): convert with 10 * log10(x)")
+    elif v.size and np.median(v) > 40:
+        msgs.append(f"presto: S1 bands {names} do not look like dB (median {np.median(v):.3g}; dB backscatter is "
+                    "mostly -30..+5); convert them to dB first")
+    names, v = valid(("temperature_2m",))
+    if v.size and v.max() < 150:
+        msgs.append(f"presto: temperature_2m looks like degrees Celsius (largest valid value {v.max():.3g}); Presto "
+                    "expects Kelvin: add 273.15")
+    for m in msgs:
+        warnings.warn(m, UserWarning, stacklevel=stacklevel + 1)
+    return msgs
 
 
 def presto_inputs(values: np.ndarray, band_names: Sequence[str], months, latlon: np.ndarray,
                   mask: np.ndarray | None = None, dynamic_world: np.ndarray | None = None,
-                  nodata: float | None = None) -> dict[str, np.ndarray]:
+                  nodata: float | None = None, *, warn_stacklevel: int = 2) -> dict[str, np.ndarray]:
     """Build Presto's model inputs from raw per-pixel series.
 
     values (N, T, C) raw units (module docstring) for ``band_names`` (Presto names such as "VV", "B2"/"B02",
-    "temperature_2m"; a "<modality>/" prefix is ignored); months: start month int, (T,) or (N, T) in 0..11;
+    "temperature_2m"; a "<modality>/" prefix is ignored); months in 0..11 (0 = January): an int (start month of
+    every pixel), (N,) (start month per pixel, as the original Presto), (T,) (month of each step, all pixels) or
+    (N, T) (month of every step; a 1-D array with N == T is ambiguous and raises);
     latlon (N, 2) or (2,) degrees (lat, lon), NaN = unknown; mask (N, T, C) True = missing; dynamic_world
     (N, T) classes 0..8, 9 = missing (default: all missing); values equal to ``nodata`` or NaN are missing.
+    Warns (``check_presto_units``) when values look like the wrong units (S2 0..1, S1 linear, Celsius).
     Returns numpy arrays: x (N, T, 17) float32, mask (N, T, 17) bool, dynamic_world (N, T) int64,
     month (N, T) int64, latlons (N, 2) float32, latlon_valid (N,) bool.
     """
@@ -226,6 +291,7 @@ def presto_inputs(values: np.ndarray, band_names: Sequence[str], months, latlon:
         raw[:, :, k] = np.where(missing_in[:, :, j], 0.0, vals[:, :, j])
         miss[:, :, k] = missing_in[:, :, j]
     miss[:, :, -1] = miss[:, :, PRESTO_BANDS.index("B8")] | miss[:, :, PRESTO_BANDS.index("B4")]
+    check_presto_units(vals, canon, missing_in, stacklevel=warn_stacklevel)
     x = presto_normalise(raw)
     x[miss] = 0.0  # masked values never reach an unmasked token; zero them for tidiness
     ll = np.asarray(latlon, dtype=np.float64)
@@ -380,7 +446,8 @@ class PrestoEmbedder(Embedder):
         if lat.shape != (b,) or lon.shape != (b,):
             raise DataError(f"presto: lat/lon need one value per sample ({b}), got {lat.shape} and {lon.shape}")
         ll = np.repeat(np.stack([lat, lon], 1), p, axis=0)
-        inp = presto_inputs(series, [pb for pb, _ in use], np.asarray(SEASON_MONTHS), ll, mask=nodata)
+        months = np.broadcast_to(np.asarray(SEASON_MONTHS), (b * p, s))
+        inp = presto_inputs(series, [pb for pb, _ in use], months, ll, mask=nodata, warn_stacklevel=3)
         return {k: torch.from_numpy(np.ascontiguousarray(v.reshape((b, p) + v.shape[1:]))) for k, v in inp.items()}
 
     def embed_series(self, x: torch.Tensor, mask: torch.Tensor, dynamic_world: torch.Tensor, month: torch.Tensor,
@@ -480,14 +547,20 @@ def presto_embed_pixels(values: np.ndarray, band_names: Sequence[str], months, l
                         progress: bool = True) -> np.ndarray:
     """Embed per-pixel time series (N, T, C) -> float32 (N, embed_dim); see ``presto_inputs`` for the inputs.
 
-    ``model``: a built Presto embedder (else one is built from ``weights``: a path, "auto" via the registry,
-    or None for random weights). Pixels with no valid token (all masked and no location) give NaN rows.
+    values: raw units (S1 dB, S2 reflectance x 1e4, temperature K, ...; a warning names a likely unit mistake).
+    months: int or (N,) start month per pixel (0 = January; step t is (start + t) % 12), (T,) month per step,
+    or (N, T); a 1-D array with N == T raises (ambiguous). ``model``: a built Presto embedder (else one is
+    built from ``weights``: a path, "auto" via the registry, or None for random weights). Pixels with no valid
+    token (all masked and no location) give NaN rows.
+
+    >>> emb = presto_embed_pixels(values, ["B02", "B03", "B04", "B08", "VV", "VH"], months=start, latlon=ll)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from tqdm.auto import tqdm
 
-    inp = presto_inputs(values, band_names, months, latlon, mask=mask, dynamic_world=dynamic_world, nodata=nodata)
+    inp = presto_inputs(values, band_names, months, latlon, mask=mask, dynamic_world=dynamic_world, nodata=nodata,
+                        warn_stacklevel=3)
     model = model if model is not None else _default_model(weights, device)
     dev = model.device
     n = inp["x"].shape[0]
