@@ -206,11 +206,11 @@ _S2_PRESTO = tuple(_S2_CUBE_NAME)
 
 
 def check_presto_units(values: np.ndarray, bands: Sequence[str], missing: np.ndarray | None = None,
-                       *, stacklevel: int = 1) -> list[str]:
+                       *, labels: Sequence[str] | None = None, stacklevel: int = 1) -> list[str]:
     """Warn (``UserWarning``) when raw Presto inputs look like the wrong units; returns the messages.
 
     ``values`` (..., C) raw values of the Presto ``bands`` (canonical names), ``missing`` (..., C) True where a
-    value is not used. Checks: S2 reflectance in 0..1 instead of digital numbers (x 1e4); S1 in linear power
+    value is not used; ``labels``: the caller's names of the bands (for the messages). Checks: S2 reflectance in 0..1 instead of digital numbers (x 1e4); S1 in linear power
     instead of dB; temperature_2m in degrees Celsius instead of Kelvin. ``stacklevel`` 1 points the warning at
     the caller.
     """
@@ -223,7 +223,7 @@ def check_presto_units(values: np.ndarray, bands: Sequence[str], missing: np.nda
         if not cols:
             return [], np.empty(0)
         v = vals[..., cols][ok[..., cols]]
-        return [bands[j] for j in cols], v
+        return [(labels or bands)[j] for j in cols], v
 
     names, v = valid(_S2_PRESTO)
     if v.size and v.max() <= 2.0 and v.max() > 0:
@@ -291,7 +291,7 @@ def presto_inputs(values: np.ndarray, band_names: Sequence[str], months, latlon:
         raw[:, :, k] = np.where(missing_in[:, :, j], 0.0, vals[:, :, j])
         miss[:, :, k] = missing_in[:, :, j]
     miss[:, :, -1] = miss[:, :, PRESTO_BANDS.index("B8")] | miss[:, :, PRESTO_BANDS.index("B4")]
-    check_presto_units(vals, canon, missing_in, stacklevel=warn_stacklevel)
+    check_presto_units(vals, canon, missing_in, labels=names, stacklevel=warn_stacklevel)
     x = presto_normalise(raw)
     x[miss] = 0.0  # masked values never reach an unmasked token; zero them for tidiness
     ll = np.asarray(latlon, dtype=np.float64)
