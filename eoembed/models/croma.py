@@ -111,9 +111,11 @@ def _spec(name: str, builder: str, width: int, depth: int, source: WeightSource)
 
 
 # URLs and revisions: torchgeo 0.8.1 CROMABase_Weights / CROMALarge_Weights (file-name SHA-256 prefixes).
-# Full SHA-256: the original CROMA_base.pt / CROMA_large.pt (huggingface.co/antofuller/CROMA) as pinned by several
-# public projects (base: 777,563,846 bytes, HF revision 0dd28e3d633bd6715856ae9890e8c49360040598; large: one
-# public weights table); both start with torchgeo's prefix, i.e. torchgeo re-hosts the same bytes.
+# Full SHA-256: of the original CROMA_base.pt / CROMA_large.pt (huggingface.co/antofuller/CROMA), as pinned in
+# third-party public code found by code search (no Hugging Face file page was reachable to confirm): base in several
+# independent projects (777,563,846 bytes, HF revision 0dd28e3d633bd6715856ae9890e8c49360040598), large in one
+# public weights table. Both start with torchgeo's file-name prefix, i.e. torchgeo re-hosts the same bytes; a wrong
+# full value would show up as a mismatch error naming both hashes, never as a silent load.
 register(_spec("croma_base", "croma_base", 768, 12, WeightSource(
     "CROMA_base-0238d814.pt",
     "https://hf.co/torchgeo/croma/resolve/387883f08af79d777167519c57cd826eda89a16f/CROMA_base-0238d814.pt",

@@ -95,7 +95,8 @@ def _spec(name: str, variant: str, width: int, filename: str, repo: str, rev: st
         description=f"Prithvi-EO-2.0 {name.rsplit('_', 1)[1]}M (HLS bands, T=4)")
 
 
-# Pins (no official hash list exists; values from public projects that pin these files):
+# Pins (no official hash list exists and no Hugging Face file page was reachable; values from third-party public code
+# found by code search that pins these files):
 # 300M: revision 9eb1b110... (2025-10-09; the weights are unchanged since ebfff1d8, 2024-12-03), SHA-256 = the Hub LFS
 #   pointer's oid at that revision, 1,326,658,396 bytes (a public weights-provenance document and its code agree).
 # 600M: revision 87f15784... (pinned by a public project's Prithvi v2 constants); SHA-256 from one public weights
