@@ -208,19 +208,20 @@ def _download(source: Any, dest_dir: Path, model: str, timeout: float) -> tuple[
             "(an unverifiable file could be anything). Download it yourself, check it, and pass its path as "
             "weights='/path/to/file' (or put it in $EOEMBED_WEIGHTS; it then loads with an 'unverified' warning)")
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / source.filename
     part = dest_dir / f".{source.filename}.{uuid.uuid4().hex[:12]}.part"
     h = hashlib.sha256()
     got = 0
     try:
         req = urllib.request.Request(source.url, headers={"User-Agent": "eoembed"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as f:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                h.update(chunk)
-                got += len(chunk)
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            with open(part, "wb") as f:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    h.update(chunk)
+                    got += len(chunk)
         if length is not None and got != int(length):
             raise WeightsNotFound(f"download of {source.url} stopped after {got} of {length} bytes; nothing was "
                                   "kept; run again")
@@ -273,14 +274,14 @@ def resolve(model: str, sources: list[Any], weights: str | os.PathLike | None, *
             try:
                 path, sha = _download(s, hub_checkpoint_dir(), model, DOWNLOAD_TIMEOUT_S)
             except WeightsNotFound as e:
-                errors.append(str(e)[:400])
+                errors.append(str(e)[:700])
                 continue
             return Resolved(path, sha, True, "download", s.expected_sha256,
                             f"downloaded from {s.url} and verified before the rename")
     searched = [str(p) for p in candidate_paths(filenames)]
     raise WeightsNotFound(
         f"no weights found for model {model!r}. Searched: {searched}. "
-        + (f"Download failed: {errors}. " if errors else "No download URL known. " if download else "")
+        + (f"Download: {errors}. " if errors else "No download URL known. " if download else "")
         + _where_to_put(model, filenames) + ". Sources: "
         + "; ".join(f"{s.filename} <- {s.url}" for s in sources))
 
