@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import urllib.request
 import uuid
 import warnings
@@ -286,13 +287,25 @@ def resolve(model: str, sources: list[Any], weights: str | os.PathLike | None, *
         + "; ".join(f"{s.filename} <- {s.url}" for s in sources))
 
 
+_HASHES: dict[tuple, str] = {}
+_HASH_LOCK = threading.Lock()
+
+
 def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    """Full SHA-256 (hex) of a file, read in 4 MiB chunks."""
+    """Full SHA-256 (hex) of a file, read in 4 MiB chunks; remembered per process for an unchanged file
+    (same path, inode, size, modification and change times), so loading a model again does not re-read 1 GB."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _HASH_LOCK:
+        if key in _HASHES:
+            return _HASHES[key]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while b := f.read(chunk):
             h.update(b)
-    return h.hexdigest()
+    with _HASH_LOCK:
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
