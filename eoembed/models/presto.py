@@ -75,8 +75,9 @@ PRESTO_WEIGHTS_FILE = "default_model.pt"
 #: changed in 5afde40850d73bfaed26078fc3bda621a55c311d, "Update model weights", 2023-09-21).
 PRESTO_REVISION = "13173d028f035abcbcc3b13829314323a5c15d02"
 PRESTO_URL = f"https://github.com/nasaharvest/presto/raw/{PRESTO_REVISION}/data/default_model.pt"
-#: SHA-256 of data/default_model.pt at that commit (3,321,716 bytes, git blob 1c0ab2199246ca250c1dbb3de27e8c3da43d9b8a),
-#: computed from a snapshot of the upstream repository; equal to ../shared/weights/presto/default_model.pt.
+#: SHA-256 of data/default_model.pt at that commit (3,321,716 bytes, git blob
+#: 1c0ab2199246ca250c1dbb3de27e8c3da43d9b8a), computed from a snapshot of the upstream repository; equal to
+#: ../shared/weights/presto/default_model.pt.
 PRESTO_SHA256 = "559c9d76f525bdf2dd3774da8b1e7f1510769b73baacac12e9e4d8d5c67fbe65"
 PRESTO_EMBED_DIM = 128
 #: Architecture sizes. "full" is the checkpoint's; "tiny" runs the same code at toy size (tests, demos).
@@ -210,9 +211,9 @@ def check_presto_units(values: np.ndarray, bands: Sequence[str], missing: np.nda
     """Warn (``UserWarning``) when raw Presto inputs look like the wrong units; returns the messages.
 
     ``values`` (..., C) raw values of the Presto ``bands`` (canonical names), ``missing`` (..., C) True where a
-    value is not used; ``labels``: the caller's names of the bands (for the messages). Checks: S2 reflectance in 0..1 instead of digital numbers (x 1e4); S1 in linear power
-    instead of dB; temperature_2m in degrees Celsius instead of Kelvin. ``stacklevel`` 1 points the warning at
-    the caller.
+    value is not used; ``labels``: the caller's names of the bands (for the messages). Checks: S2 reflectance in
+    0..1 instead of digital numbers (x 1e4); S1 in linear power instead of dB; temperature_2m in degrees Celsius
+    instead of Kelvin. ``stacklevel`` 1 points the warning at the caller.
     """
     vals = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(vals) if missing is None else (~np.asarray(missing, dtype=bool) & np.isfinite(vals))
