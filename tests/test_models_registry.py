@@ -61,14 +61,19 @@ def test_get_model_unknown_names_known():
 
 def test_resolution_order(isolated, tmp_path):
     env, hub = isolated
-    src = [WeightSource("ckpt-0123abcd.pt", "https://example.invalid/ckpt-0123abcd.pt")]
-    (hub / "ckpt-0123abcd.pt").write_bytes(b"hub")
-    assert resolve("m", src, "auto", download=False)[0] == hub / "ckpt-0123abcd.pt"
-    (env / "ckpt-0123abcd.pt").write_bytes(b"env")
-    assert resolve("m", src, "auto", download=False)[0] == env / "ckpt-0123abcd.pt"
+    rev = "0" * 40
+    src = [WeightSource("ckpt.pt", f"https://example.invalid/{rev}/ckpt.pt", revision=rev,
+                        sha256=hashlib.sha256(b"same").hexdigest())]
+    (hub / "ckpt.pt").write_bytes(b"same")
+    found = resolve("m", src, "auto", download=False)
+    assert found[0] == hub / "ckpt.pt" and found.origin == "hub cache" and found.verified
+    (env / "ckpt.pt").write_bytes(b"same")
+    found = resolve("m", src, "auto", download=False)
+    assert found[0] == env / "ckpt.pt" and found.origin == "EOEMBED_WEIGHTS"
     explicit = tmp_path / "mine.pt"
     explicit.write_bytes(b"x")
-    assert resolve("m", src, str(explicit), download=False)[0] == explicit
+    found = resolve("m", src, str(explicit), download=False)
+    assert found[0] == explicit and found.origin == "explicit" and not found.verified
     with pytest.raises(WeightsNotFound, match="does not exist"):
         resolve("m", src, str(tmp_path / "absent.pt"))
 
@@ -79,11 +84,14 @@ def test_auto_nothing_found_raises_never_random(isolated, monkeypatch):
     def offline(*a, **k):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(WeightsNotFound) as err:
         load_model("croma_base", weights="auto")
     msg = str(err.value)
-    assert "CROMA_base-0238d814.pt" in msg and str(env) in msg and str(hub) in msg
+    assert "CROMA_base-0238d814.pt" in msg and str(env) in msg and str(hub) in msg and "network unreachable" in msg
+    assert not list(hub.iterdir())  # nothing (no part file) left behind
     with pytest.raises(WeightsNotFound, match="no published weights"):
         load_model("croma_base", weights="auto", size="tiny")
     assert weights_found_locally(get_model("croma_base")) is None

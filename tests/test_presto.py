@@ -146,6 +146,7 @@ def test_normalisation_hand_computed():
 
 def test_inputs_masks_missing_bands_and_months():
     vals = np.full((3, 2, 3), 1000.0)
+    vals[..., 2] = -12.0  # VV in dB
     vals[1, 0, 2] = np.nan
     vals[2, 1, 0] = 65535
     inp = presto_inputs(vals, ["s2l2a/B04", "B08", "VV"], 11, [[50.0, 4.0], [np.nan, np.nan], [0.0, 0.0]],
@@ -182,7 +183,8 @@ def test_tiny_cube_shapes_and_determinism():
     assert inp["mask"][..., era5].all() and (inp["dynamic_world"] == 9).all()
     allpix = build_presto(None, size="tiny", pixels="all")
     assert allpix.prepare(x, CUBE_KEYS, None, None)["x"].shape == (2, 20 * 24, 4, 17)
-    pix = presto_embed_pixels(np.ones((5, 3, 2)), ["VV", "VH"], 0, [10.0, 10.0], model=model, progress=False)
+    pix = presto_embed_pixels(np.full((5, 3, 2), -12.0), ["VV", "VH"], 0, [10.0, 10.0], model=model,
+                              progress=False)
     assert pix.shape == (5, 32)
 
 
@@ -270,3 +272,90 @@ def test_empty_series_embeds_to_nan():
     out = presto_embed_pixels(vals, ["VV", "VH"], [0], [[np.nan, np.nan], [np.nan, np.nan]], model=model,
                               progress=False)
     assert np.isnan(out[0]).all() and np.isfinite(out[1]).all()
+
+
+# ------------------------------------------------------------------- per-pixel API: months and units
+def _raw_reference(reference):
+    """The reference inputs back in raw units (S1 dB, S2 reflectance x 1e4, K, m, ...), 16 channels."""
+    x = reference["x"].astype(np.float64)
+    return x[..., :16] * np.asarray(PRESTO_DIV[:16]) - np.asarray(PRESTO_ADD[:16])
+
+
+def test_months_shapes_without_weights():
+    vals = np.full((3, 2, 2), -10.0)
+    ll = [0.0, 0.0]
+    start = presto_inputs(vals, ["VV", "VH"], np.array([0, 5, 11]), ll)["month"]
+    assert start.tolist() == [[0, 1], [5, 6], [11, 0]]  # (N,): a start month per pixel, as the original Presto
+    assert presto_inputs(vals, ["VV", "VH"], np.array([4, 9]), ll)["month"].tolist() == [[4, 9]] * 3  # (T,)
+    assert presto_inputs(vals, ["VV", "VH"], 11, ll)["month"].tolist() == [[11, 0]] * 3
+    square = np.full((2, 2, 2), -10.0)
+    with pytest.raises(DataError, match=r"ambiguous.*2 pixels and 2 time steps"):
+        presto_inputs(square, ["VV", "VH"], np.array([3, 4]), ll)
+    assert presto_inputs(square, ["VV", "VH"], np.array([[3, 4], [3, 4]]), ll)["month"].shape == (2, 2)
+    with pytest.raises(DataError, match="whole month"):
+        presto_inputs(vals, ["VV", "VH"], np.array([0.5, 1, 2]), ll)
+    with pytest.raises(DataError, match=r"shape \(3,\) .*got shape \(4,\)"):
+        presto_inputs(vals, ["VV", "VH"], np.arange(4), ll)
+    # a cube batch whose pixel count equals its 4 seasons (1 sample, 2 x 2 pixels) is not ambiguous
+    model = build_presto(None, size="tiny")
+    inp = model.prepare(_cube(b=1, h=2, w=2), CUBE_KEYS, None, None)
+    assert inp["month"].shape == (1, 4, 4) and inp["month"][0, :, :].tolist() == [list(SEASON_MONTHS)] * 4
+
+
+def test_start_month_semantics_real_weights(presto, reference):
+    raw, mask = _raw_reference(reference), reference["mask"][..., :16].astype(bool)
+    month = reference["month"]
+    consecutive = ((month[:, :1] + np.arange(12)) % 12 == month).all(1)
+    assert consecutive.sum() == 30
+    idx = np.flatnonzero(consecutive)
+    kw = dict(mask=mask[idx], model=presto, dynamic_world=reference["dynamic_world"][idx], progress=False)
+    args = (raw[idx], PRESTO_RAW_BANDS)
+    by_start = presto_embed_pixels(*args, month[idx, 0], reference["latlons"][idx], **kw)
+    # (N,) start months reproduce the original implementation's vectors
+    assert np.abs(by_start - reference["embedding_masked"][idx]).max() < 1e-4
+    by_step = presto_embed_pixels(*args, month[idx], reference["latlons"][idx], **kw)
+    np.testing.assert_allclose(by_start, by_step, atol=1e-6)
+    shifted = presto_embed_pixels(*args, (month[idx, 0] + 3) % 12, reference["latlons"][idx], **kw)
+    assert np.abs(shifted - by_start).max() > 1e-2  # the month really enters the model
+    # an int is the start month of every pixel; (T,) are the months of the steps for every pixel
+    same = presto_embed_pixels(*args, 7, reference["latlons"][idx], **kw)
+    np.testing.assert_allclose(same, presto_embed_pixels(*args, np.full(len(idx), 7), reference["latlons"][idx],
+                                                         **kw), atol=1e-6)
+    np.testing.assert_allclose(same, presto_embed_pixels(*args, (7 + np.arange(12)) % 12,
+                                                         reference["latlons"][idx], **kw), atol=1e-6)
+    with pytest.raises(DataError, match="ambiguous"):  # 12 pixels x 12 steps with a 1-D months array
+        presto_embed_pixels(raw[:12], PRESTO_RAW_BANDS, month[:12, 0], reference["latlons"][:12], model=presto,
+                            progress=False)
+
+
+def test_unit_warnings_real_weights(presto, reference):
+    import warnings
+
+    raw = _raw_reference(reference)[:8]
+    ll = reference["latlons"][:8]
+    bands = list(PRESTO_RAW_BANDS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # right units: no warning
+        good = presto_embed_pixels(raw, bands, 0, ll, model=presto, progress=False)
+    s2 = [bands.index(b) for b in ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")]
+    cases = {
+        "multiply them by 10000": (s2, lambda v: v / 1e4),
+        "10 \\* log10": ([0, 1], lambda v: 10 ** (v / 10)),
+        "add 273.15": ([bands.index("temperature_2m")], lambda v: v - 273.15),
+    }
+    for match, (cols, convert) in cases.items():
+        bad = raw.copy()
+        bad[..., cols] = convert(bad[..., cols])
+        with pytest.warns(UserWarning, match=match) as rec:
+            out = presto_embed_pixels(bad, bands, 0, ll, model=presto, progress=False)
+        assert len(rec) == 1 and rec[0].filename == __file__  # points at the caller's line
+        assert np.abs(out - good).max() > 1e-3  # wrong units change the embedding: the warning matters
+    # WorldCereal-style scaled SAR (dB = 20 log10(v) - 83) passed without conversion
+    scaled = raw.copy()
+    scaled[..., :2] = 10 ** ((scaled[..., :2] + 83) / 20)
+    with pytest.warns(UserWarning, match="do not look like dB"):
+        presto_embed_pixels(scaled, bands, 0, ll, model=presto, progress=False)
+    cube = _cube(b=1, h=4, w=4)
+    cube[:, :, 2:] /= 1e4  # S2 as 0..1 reflectance in a cube
+    with pytest.warns(UserWarning, match="reflectance in 0..1"):
+        presto.prepare(cube, CUBE_KEYS, None, None)

@@ -27,8 +27,10 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["get_model", "list_models", "load_model", "model_names", "register",
                      "weights_found_locally"], "registry"),
     "LoadRules": "weights",
+    "presto_embed_pixels": "presto",
 })
 
 __all__ = ["Embedder", "ModelSpec", "Normalisation", "WeightSource", "LoadRules", "get_model", "list_models",
-           "load_model", "model_names", "register", "weights_found_locally", "WeightsMismatchError",
+           "load_model", "model_names", "register", "weights_found_locally", "presto_embed_pixels",
+           "WeightsMismatchError",
            "WeightsNotFound", "MODEL_MODULES"]

@@ -14,9 +14,9 @@ Model modules subclass :class:`Embedder` and implement ``encode``.
 """
 from __future__ import annotations
 
-import warnings
-
 import dataclasses
+import re
+import warnings
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +35,8 @@ RESIZE_MODES = ("bilinear", "crop", "native")
 TEMPORAL_MODES = ("per_season", "all_seasons", "pixel_series")
 NORM_KINDS = ("zscore", "minmax2std", "rgb_imagenet")
 MISSING_POLICIES = ("error", "fill-mean")
+#: torch.hub's hash-in-file-name convention (``name-<hex>.ext``), as torchgeo names its checkpoints.
+_NAME_HASH = re.compile(r"-([a-f0-9]{8,64})\.[A-Za-z0-9]+$")
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,60 @@ class Normalisation:
                 **({"scale_max": self.scale_max} if self.kind == "rgb_imagenet" else {})}
 
 
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_MOVING_REFS = ("main", "master", "latest", "head", "HEAD")
+
+
 @dataclass(frozen=True)
 class WeightSource:
-    """One published checkpoint: file name (the look-up key in EOEMBED_WEIGHTS and the hub cache) and URL."""
+    """One published checkpoint: file name (the look-up key in EOEMBED_WEIGHTS and the hub cache), URL and hashes.
+
+    ``url`` must be pinned to ``revision`` (a 40-hex commit of the hosting repository that appears in the URL;
+    branch names such as ``main`` are refused). ``sha256`` is the full SHA-256 of the published file and
+    ``sha256_prefix`` torchgeo's/torch.hub's file-name prefix (``name-<hex>.pth``); at least one of them makes
+    the file verifiable. Neither known (``None``): eoembed refuses to download it and warns when a local copy is
+    loaded (see :mod:`eoembed.models.weights`).
+    """
 
     filename: str
     url: str | None = None
     sha256_prefix: str | None = None  # torch.hub convention: the '-<hex>' suffix of the file name
-    revision: str | None = None  # commit of the hosting repository, when pinned
+    revision: str | None = None  # commit of the hosting repository; required with a url
     licence: str = ""
     note: str = ""
+    sha256: str | None = None  # full SHA-256 of the published file, when known (cite its source where declared)
+
+    def __post_init__(self) -> None:
+        where = f"weight source {self.filename!r}"
+        for name in ("sha256", "sha256_prefix"):
+            v = getattr(self, name)
+            if v is not None and not (_HEX.match(v) and (len(v) == 64 if name == "sha256" else 8 <= len(v) <= 64)):
+                raise ValueError(f"{where}: {name}={v!r} is not a lower-case hex SHA-256"
+                                 f"{'' if name == 'sha256' else ' prefix (8..64 hex digits)'}")
+        if self.sha256 and self.sha256_prefix and not self.sha256.startswith(self.sha256_prefix):
+            raise ValueError(f"{where}: sha256 {self.sha256} does not start with sha256_prefix {self.sha256_prefix}")
+        m = _NAME_HASH.search(self.filename)
+        if m and self.sha256_prefix and m.group(1) != self.sha256_prefix:
+            raise ValueError(f"{where}: the file name carries hash prefix {m.group(1)} but sha256_prefix is "
+                             f"{self.sha256_prefix}")
+        if self.url is None:
+            return
+        if not self.revision or not _HEX40.match(self.revision):
+            raise ValueError(f"{where}: url {self.url} needs revision= the 40-hex commit it is pinned to "
+                             f"(got {self.revision!r}); a branch such as 'main' can change under the same URL")
+        parts = self.url.split("/")
+        if self.revision not in parts:
+            raise ValueError(f"{where}: url {self.url} is not pinned to revision {self.revision} (the commit must "
+                             "be a path segment of the URL, e.g. .../resolve/<commit>/<file>)")
+        moving = [p for p in parts if p in _MOVING_REFS]
+        if moving:
+            raise ValueError(f"{where}: url {self.url} names the moving ref {moving[0]!r}; pin it to a commit")
+
+    @property
+    def expected_sha256(self) -> str | None:
+        """The full SHA-256 if known, else the prefix (None: the file cannot be verified)."""
+        return self.sha256 or self.sha256_prefix
 
 
 @dataclass(frozen=True)

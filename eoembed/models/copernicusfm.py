@@ -127,8 +127,14 @@ def _norm(keys: tuple[str, ...], source: str) -> Normalisation:
     return Normalisation(mean=mean, std=std, offset=offset, kind="zscore", source=source)
 
 
+# torchgeo 0.8.1 CopernicusFM_Base_Weights. Full SHA-256 not found in any public source checked (TODO: add it from the
+# huggingface.co/torchgeo/copernicus-fm file page at this revision); the file-name prefix is checked, as torchgeo does.
 _REV = "f395812cc990ba25a451dbb9c9e6d95c8482947e"
 _FILE = "CopernicusFM_ViT_base_varlang-085350e4.pth"
+# Original release (embed2scale preset): revision as pinned by a public project (allenai's evaluation code).
+# SHA-256 UNKNOWN (TODO: take it from huggingface.co/wangyi111/Copernicus-FM/blob/<_E2S_REV>/<_E2S_FILE>): eoembed
+# refuses to download it; a local copy loads with an "unverified" warning, an explicit path as given.
+_E2S_REV = "e1db406d517a122c8373802e1c130c5fc4789f84"
 _E2S_FILE = "CopernicusFM_ViT_base_varlang_e100.pth"
 
 register(ModelSpec(
@@ -144,8 +150,9 @@ register(ModelSpec(
     presets={"embed2scale": {
         "groups": (("s1s2", S1 + S2),), "normalisation": _norm(S1 + S2, "SSL4EO-S12 v1.1 z-score (+1000), e2s code"),
         "out_multiplier": 1, "pooling": "CLS after final norm (global_pool=False)",
-        "weight_sources": (WeightSource(_E2S_FILE, f"https://huggingface.co/wangyi111/Copernicus-FM/resolve/main/"
-                                                   f"{_E2S_FILE}", licence="CC-BY-4.0",
+        "weight_sources": (WeightSource(_E2S_FILE, f"https://huggingface.co/wangyi111/Copernicus-FM/resolve/"
+                                                   f"{_E2S_REV}/{_E2S_FILE}", revision=_E2S_REV, sha256=None,
+                                        licence="CC-BY-4.0",
                                         note="original Copernicus-FM release used by the embed2scale code"),),
         "options": {"global_pool": False, "use_metadata": False, "s1_bandwidth_nm": E2S_S1_BANDWIDTH_NM,
                     "s2_wavelengths_nm": list(E2S_S2_WAVELENGTH_NM)}}},

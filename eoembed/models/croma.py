@@ -110,14 +110,22 @@ def _spec(name: str, builder: str, width: int, depth: int, source: WeightSource)
         tiny=_TINY, description=f"CROMA {name.split('_')[1]} (S1+S2 L2A, joint_GAP)")
 
 
+# URLs and revisions: torchgeo 0.8.1 CROMABase_Weights / CROMALarge_Weights (file-name SHA-256 prefixes).
+# Full SHA-256: of the original CROMA_base.pt / CROMA_large.pt (huggingface.co/antofuller/CROMA), as pinned in
+# third-party public code found by code search (no Hugging Face file page was reachable to confirm): base in several
+# independent projects (777,563,846 bytes, HF revision 0dd28e3d633bd6715856ae9890e8c49360040598), large in one
+# public weights table. Both start with torchgeo's file-name prefix, i.e. torchgeo re-hosts the same bytes; a wrong
+# full value would show up as a mismatch error naming both hashes, never as a silent load.
 register(_spec("croma_base", "croma_base", 768, 12, WeightSource(
     "CROMA_base-0238d814.pt",
     "https://hf.co/torchgeo/croma/resolve/387883f08af79d777167519c57cd826eda89a16f/CROMA_base-0238d814.pt",
-    sha256_prefix="0238d814", revision="387883f08af79d777167519c57cd826eda89a16f", licence="CC-BY-4.0",
+    sha256_prefix="0238d814", sha256="0238d814b53108f3574bf1ea240e38a0a6edd46173816d9a6962070561893b63",
+    revision="387883f08af79d777167519c57cd826eda89a16f", licence="CC-BY-4.0",
     note="torchgeo CROMABase_Weights.CROMA_VIT")))
 register(_spec("croma_large", "croma_large", 1024, 24, WeightSource(
     "CROMA_large-921e69ad.pt",
     "https://huggingface.co/torchgeo/croma/resolve/92cb1a0f4e34c6c01558baf070197c01255382f6/CROMA_large-921e69ad.pt",
-    sha256_prefix="921e69ad", revision="92cb1a0f4e34c6c01558baf070197c01255382f6", licence="CC-BY-4.0",
+    sha256_prefix="921e69ad", sha256="921e69ad4069201298bb5c860dc332f31e0cb01df6864f294a79fa8f921915a7",
+    revision="92cb1a0f4e34c6c01558baf070197c01255382f6", licence="CC-BY-4.0",
     note="torchgeo CROMALarge_Weights.CROMA_VIT")))
 

@@ -92,6 +92,9 @@ def _spec(name: str, builder: str, width: int, source: WeightSource) -> ModelSpe
         description=f"DOFA {name.split('_')[1]} (wavelength-conditioned; S1 and S2 L1C passes)")
 
 
+# torchgeo 0.8.1 DOFABase16_Weights / DOFALarge16_Weights. Full SHA-256 not found in any public source checked
+# (TODO: add it from the huggingface.co/torchgeo/dofa file page at this revision); the file-name prefix is checked,
+# as torchgeo does.
 _REV = "b8db318b64a90b9e085ec04ba8851233c5893666"
 register(_spec("dofa_base", "dofa_base_patch16_224", 768, WeightSource(
     "dofa_base_patch16_224-a0275954.pth",

@@ -29,8 +29,13 @@ Cubes (``PrestoEmbedder.prepare`` / ``forward``, temporal mode "pixel_series")
 Registry: ``load_model("presto", weights="auto"|path|None, size="full"|"tiny", preset=None|"l2a"|"all-pixels")``;
 without the registry: ``build_presto(weights, size, preset)``. Tiny = same code at width 32, depth 1, 4 heads.
 
-Pixels (``presto_embed_pixels``)
-    Embeds per-pixel time series (N, T <= 24, C) directly, in batches, returning (N, 128).
+Pixels (``presto_embed_pixels``, also ``from eoembed.models import presto_embed_pixels``)
+    Embeds per-pixel time series (N, T <= 24, C) directly, in batches, returning (N, 128). ``months``: an int
+    or an (N,) array is the START month of each pixel's series (as the original Presto; step t has month
+    (start + t) % 12); (T,) gives the month of each step for all pixels, (N, T) every step's month. A 1-D
+    array with N == T is ambiguous and raises ``DataError``. Inputs that look like the wrong units raise a
+    ``UserWarning`` (``check_presto_units``): S2 reflectance in 0..1 instead of digital numbers (x 1e4), S1
+    in linear power instead of dB, temperature in Celsius instead of Kelvin.
 
 Weights: ``default_model.pt`` from nasaharvest/presto holds encoder and decoder; ``load_presto_weights`` loads
 every ``encoder.*`` tensor strictly and ignores the ``decoder.*`` ones explicitly by prefix; anything else, any
@@ -39,6 +44,7 @@ missing or mis-shaped tensor raises ``WeightsMismatchError`` listing them.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -50,7 +56,7 @@ from eoembed import runtime
 from eoembed.errors import DataError, WeightsNotFound
 from eoembed.models.base import Embedder, ModelSpec, Normalisation, WeightSource
 from eoembed.models.registry import register
-from eoembed.models.weights import LoadRules, file_sha256, read_checkpoint, strict_load
+from eoembed.models.weights import LoadRules, Resolved, read_checkpoint, strict_load, verify_file
 from eoembed.models.presto_nn import (
     DW_MISSING, MAX_SEQ_LEN, NUM_DW_CLASSES, PRESTO_ADD, PRESTO_BANDS, PRESTO_DIV, PrestoEncoder,
 )
@@ -58,7 +64,7 @@ from eoembed.models.presto_nn import (
 __all__ = [
     "PRESTO_BANDS", "PRESTO_RAW_BANDS", "SEASON_MONTHS", "PRESTO_SIZES", "PRESTO_WEIGHTS_FILE", "PRESTO_SPEC",
     "PRESTO_LOAD_RULES", "PrestoEmbedder", "PrestoBackbone", "build_presto", "load_presto_weights",
-    "presto_normalise", "presto_inputs", "presto_embed_pixels", "pixel_grid",
+    "presto_normalise", "presto_inputs", "presto_embed_pixels", "pixel_grid", "check_presto_units",
 ]
 
 #: The 16 measured channels (NDVI, the 17th, is derived).
@@ -66,6 +72,14 @@ PRESTO_RAW_BANDS: tuple[str, ...] = PRESTO_BANDS[:-1]
 #: Mid-season month indices (0 = January) of the cube seasons MAM, JJA, SON, DJF.
 SEASON_MONTHS: tuple[int, ...] = (3, 6, 9, 0)
 PRESTO_WEIGHTS_FILE = "default_model.pt"
+#: github.com/nasaharvest/presto commit the download is pinned to (main on 2025-05-18; data/default_model.pt last
+#: changed in 5afde40850d73bfaed26078fc3bda621a55c311d, "Update model weights", 2023-09-21).
+PRESTO_REVISION = "13173d028f035abcbcc3b13829314323a5c15d02"
+PRESTO_URL = f"https://github.com/nasaharvest/presto/raw/{PRESTO_REVISION}/data/default_model.pt"
+#: SHA-256 of data/default_model.pt at that commit (3,321,716 bytes, git blob
+#: 1c0ab2199246ca250c1dbb3de27e8c3da43d9b8a), computed from a snapshot of the upstream repository; equal to
+#: ../shared/weights/presto/default_model.pt.
+PRESTO_SHA256 = "559c9d76f525bdf2dd3774da8b1e7f1510769b73baacac12e9e4d8d5c67fbe65"
 PRESTO_EMBED_DIM = 128
 #: Architecture sizes. "full" is the checkpoint's; "tiny" runs the same code at toy size (tests, demos).
 PRESTO_SIZES: dict[str, dict] = {
@@ -97,24 +111,34 @@ class PrestoBackbone(nn.Module):
         self.encoder = PrestoEncoder(**sizes)
 
 
+def _check_presto_file(weights: str | os.PathLike) -> Resolved:
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsNotFound(f"Presto checkpoint {str(path)!r} not found; pass the path of {PRESTO_WEIGHTS_FILE} "
+                              f"({PRESTO_URL}) or weights=None for random")
+    return verify_file(path, PRESTO_SPEC.weight_sources, "presto", "explicit")
+
+
 def load_presto_weights(backbone: PrestoBackbone, weights: str | os.PathLike | Mapping[str, torch.Tensor]) -> str:
     """Load a Presto checkpoint (path or state dict) into ``backbone`` strictly; return a weights id.
 
+    A file named ``default_model.pt`` must have the published SHA-256 (``PRESTO_SHA256``), checked before it is
+    read; a file with another name is taken as the user's own checkpoint (see :mod:`eoembed.models.weights`).
     Every ``encoder.*`` tensor of the model must be in the file with the right shape, the file may hold nothing
     else but ``decoder.*`` tensors (dropped on purpose). Raises ``WeightsMismatchError`` listing the missing,
-    unexpected and mis-shaped tensors, ``WeightsNotFound`` for a missing file. The id is
+    unexpected and mis-shaped tensors (or naming both hashes), ``WeightsNotFound`` for a missing file. The id is
     ``"<file name>@sha256:<12 hex>"`` (``"state_dict"`` for an in-memory dict).
     """
     if isinstance(weights, Mapping):
         strict_load(backbone, dict(weights), PRESTO_LOAD_RULES, model="presto")
         return "state_dict"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsNotFound(f"Presto checkpoint {str(path)!r} not found; pass the path of {PRESTO_WEIGHTS_FILE} "
-                              "(github.com/nasaharvest/presto, data/default_model.pt) or weights=None for random")
-    sha = file_sha256(path)
-    strict_load(backbone, read_checkpoint(path), PRESTO_LOAD_RULES, path=str(path), sha256=sha, model="presto")
-    return f"{path.name}@sha256:{sha[:12]}"
+    return _load_file(backbone, _check_presto_file(weights))
+
+
+def _load_file(backbone: PrestoBackbone, found: Resolved) -> str:
+    strict_load(backbone, read_checkpoint(found.path), PRESTO_LOAD_RULES, path=str(found.path),
+                sha256=found.sha256, model="presto")
+    return f"{found.path.name}@sha256:{found.sha256[:12]}"
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -147,36 +171,95 @@ def _canonical_band(name: str) -> str:
 
 
 def _months(months, n: int, t: int) -> np.ndarray:
-    if np.isscalar(months):
-        m = (int(months) + np.arange(t)) % 12
-        out = np.broadcast_to(m, (n, t))
-        start = int(months)
-        if not 0 <= start <= 11:
-            raise DataError(f"start month {start} out of range: use 0..11 (0 = January)")
-    else:
-        arr = np.asarray(months)
-        if arr.shape == (t,):
-            arr = np.broadcast_to(arr, (n, t))
-        if arr.shape != (n, t):
-            raise DataError(f"months must be an int (start month), shape ({t},) or ({n}, {t}); got {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
-            raise DataError("months must be whole month indices 0..11 (0 = January)")
+    """Month index (0 = January) of every step, (n, t), from an int or (n,) start month or (t,) / (n, t) months.
+
+    A 1-D array is a start month per pixel when its length is n (as the original Presto), the months of the t
+    steps shared by all pixels when its length is t; n == t != 1 is ambiguous and raises.
+    """
+    arr = np.asarray(months)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DataError(f"months must be whole month indices 0..11 (0 = January), got dtype {arr.dtype}")
+    if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise DataError("months must be whole month indices 0..11 (0 = January), got non-integer or NaN values")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 11):
+        raise DataError(f"month indices must lie in 0..11 (0 = January), got {arr.min()}..{arr.max()}")
+    steps = np.arange(t)
+    if arr.ndim == 0:  # one start month for every pixel
+        out = np.broadcast_to((int(arr) + steps) % 12, (n, t))
+    elif arr.ndim == 1 and n == t and n > 1 and arr.shape == (n,):
+        raise DataError(
+            f"months of shape ({n},) is ambiguous: there are {n} pixels and {t} time steps. Pass one start month "
+            f"per pixel as a ({n}, {t}) array of every step's month, e.g. (start[:, None] + np.arange({t})) % 12, "
+            f"or the months of the steps shared by all pixels as np.broadcast_to(months, ({n}, {t}))")
+    elif arr.ndim == 1 and arr.shape == (n,):  # a start month per pixel (the original Presto's convention)
+        out = (arr[:, None] + steps[None, :]) % 12
+    elif arr.ndim == 1 and arr.shape == (t,):  # the months of the t steps, the same for every pixel
+        out = np.broadcast_to(arr, (n, t))
+    elif arr.shape == (n, t):
         out = arr
-    out = np.asarray(out, dtype=np.int64)
-    if out.size and (out.min() < 0 or out.max() > 11):
-        raise DataError(f"month indices must lie in 0..11 (0 = January), got {out.min()}..{out.max()}")
-    return np.ascontiguousarray(out)
+    else:
+        raise DataError(f"months must be an int (start month), shape ({n},) (start month per pixel), ({t},) "
+                        f"(month of each step) or ({n}, {t}); got shape {arr.shape}")
+    return np.ascontiguousarray(out, dtype=np.int64)
+
+
+_S2_PRESTO = tuple(_S2_CUBE_NAME)
+
+
+def check_presto_units(values: np.ndarray, bands: Sequence[str], missing: np.ndarray | None = None,
+                       *, labels: Sequence[str] | None = None, stacklevel: int = 1) -> list[str]:
+    """Warn (``UserWarning``) when raw Presto inputs look like the wrong units; returns the messages.
+
+    ``values`` (..., C) raw values of the Presto ``bands`` (canonical names), ``missing`` (..., C) True where a
+    value is not used; ``labels``: the caller's names of the bands (for the messages). Checks: S2 reflectance in
+    0..1 instead of digital numbers (x 1e4); S1 in linear power instead of dB; temperature_2m in degrees Celsius
+    instead of Kelvin. ``stacklevel`` 1 points the warning at the caller.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(vals) if missing is None else (~np.asarray(missing, dtype=bool) & np.isfinite(vals))
+    msgs = []
+
+    def valid(names):
+        cols = [j for j, b in enumerate(bands) if b in names]
+        if not cols:
+            return [], np.empty(0)
+        v = vals[..., cols][ok[..., cols]]
+        return [(labels or bands)[j] for j in cols], v
+
+    names, v = valid(_S2_PRESTO)
+    if v.size and v.max() <= 2.0 and v.max() > 0:
+        msgs.append(f"presto: S2 bands {names} look like reflectance in 0..1 (largest valid value {v.max():.3g}); "
+                    "Presto expects digital numbers, reflectance x 10000 (e.g. 1234 for 0.1234): multiply them by "
+                    "10000")
+    names, v = valid(("VV", "VH"))
+    if v.size and v.min() >= 0 and np.median(v) < 1.0:
+        msgs.append(f"presto: S1 bands {names} look like linear power (all >= 0, median {np.median(v):.3g}); "
+                    "Presto expects backscatter in dB (mostly -30..+5): convert with 10 * log10(x)")
+    elif v.size and np.median(v) > 40:
+        msgs.append(f"presto: S1 bands {names} do not look like dB (median {np.median(v):.3g}; dB backscatter is "
+                    "mostly -30..+5); convert them to dB first")
+    names, v = valid(("temperature_2m",))
+    if v.size and v.max() < 150:
+        msgs.append(f"presto: temperature_2m looks like degrees Celsius (largest valid value {v.max():.3g}); Presto "
+                    "expects Kelvin: add 273.15")
+    for m in msgs:
+        warnings.warn(m, UserWarning, stacklevel=stacklevel + 1)
+    return msgs
 
 
 def presto_inputs(values: np.ndarray, band_names: Sequence[str], months, latlon: np.ndarray,
                   mask: np.ndarray | None = None, dynamic_world: np.ndarray | None = None,
-                  nodata: float | None = None) -> dict[str, np.ndarray]:
+                  nodata: float | None = None, *, warn_stacklevel: int = 2) -> dict[str, np.ndarray]:
     """Build Presto's model inputs from raw per-pixel series.
 
     values (N, T, C) raw units (module docstring) for ``band_names`` (Presto names such as "VV", "B2"/"B02",
-    "temperature_2m"; a "<modality>/" prefix is ignored); months: start month int, (T,) or (N, T) in 0..11;
+    "temperature_2m"; a "<modality>/" prefix is ignored); months in 0..11 (0 = January): an int (start month of
+    every pixel), (N,) (start month per pixel, as the original Presto), (T,) (month of each step, all pixels) or
+    (N, T) (month of every step; a 1-D array with N == T is ambiguous and raises);
     latlon (N, 2) or (2,) degrees (lat, lon), NaN = unknown; mask (N, T, C) True = missing; dynamic_world
     (N, T) classes 0..8, 9 = missing (default: all missing); values equal to ``nodata`` or NaN are missing.
+    Warns (``check_presto_units``) when values look like the wrong units (S2 0..1, S1 linear, Celsius).
     Returns numpy arrays: x (N, T, 17) float32, mask (N, T, 17) bool, dynamic_world (N, T) int64,
     month (N, T) int64, latlons (N, 2) float32, latlon_valid (N,) bool.
     """
@@ -210,6 +293,7 @@ def presto_inputs(values: np.ndarray, band_names: Sequence[str], months, latlon:
         raw[:, :, k] = np.where(missing_in[:, :, j], 0.0, vals[:, :, j])
         miss[:, :, k] = missing_in[:, :, j]
     miss[:, :, -1] = miss[:, :, PRESTO_BANDS.index("B8")] | miss[:, :, PRESTO_BANDS.index("B4")]
+    check_presto_units(vals, canon, missing_in, labels=names, stacklevel=warn_stacklevel)
     x = presto_normalise(raw)
     x[miss] = 0.0  # masked values never reach an unmasked token; zero them for tidiness
     ll = np.asarray(latlon, dtype=np.float64)
@@ -314,8 +398,12 @@ class PrestoEmbedder(Embedder):
 
     def load_weights(self, weights: str | os.PathLike | Mapping[str, torch.Tensor]) -> str:
         """Strictly load a checkpoint (see ``load_presto_weights``); sets and returns ``weights_id``."""
-        self.weights_id = load_presto_weights(self.backbone, weights)
-        self.weights_info = {"id": self.weights_id, "dropped_prefixes": list(IGNORED_PREFIXES)}
+        found = None if isinstance(weights, Mapping) else _check_presto_file(weights)
+        self.weights_id = (load_presto_weights(self.backbone, weights) if found is None else
+                           _load_file(self.backbone, found))
+        self.weights_info = {"id": self.weights_id, "dropped_prefixes": list(IGNORED_PREFIXES),
+                             **(found.info() if found is not None else
+                                {"verified": False, "verification": "in-memory state dict (no file to hash)"})}
         return self.weights_id
 
     def prepare(self, x: np.ndarray, band_keys: Sequence[str], lat: np.ndarray | None = None,
@@ -359,7 +447,8 @@ class PrestoEmbedder(Embedder):
         if lat.shape != (b,) or lon.shape != (b,):
             raise DataError(f"presto: lat/lon need one value per sample ({b}), got {lat.shape} and {lon.shape}")
         ll = np.repeat(np.stack([lat, lon], 1), p, axis=0)
-        inp = presto_inputs(series, [pb for pb, _ in use], np.asarray(SEASON_MONTHS), ll, mask=nodata)
+        months = np.broadcast_to(np.asarray(SEASON_MONTHS), (b * p, s))
+        inp = presto_inputs(series, [pb for pb, _ in use], months, ll, mask=nodata, warn_stacklevel=3)
         return {k: torch.from_numpy(np.ascontiguousarray(v.reshape((b, p) + v.shape[1:]))) for k, v in inp.items()}
 
     def embed_series(self, x: torch.Tensor, mask: torch.Tensor, dynamic_world: torch.Tensor, month: torch.Tensor,
@@ -398,9 +487,10 @@ PRESTO_SPEC = ModelSpec(
     groups=(("s1", ("s1/VV", "s1/VH")), ("s2", _s2_keys("s2l1c"))),
     input_size=1, resize="native", normalisation=_presto_normalisation("s2l1c"),
     temporal="pixel_series", pooling=_pooling("grid:16"), width=PRESTO_EMBED_DIM, out_multiplier=1, licence="MIT",
-    weight_sources=(WeightSource(filename=PRESTO_WEIGHTS_FILE,
-                                 url="https://github.com/nasaharvest/presto/raw/main/data/default_model.pt",
-                                 licence="MIT", note="Presto encoder+decoder; decoder.* dropped on load"),),
+    weight_sources=(WeightSource(filename=PRESTO_WEIGHTS_FILE, url=PRESTO_URL, revision=PRESTO_REVISION,
+                                 sha256=PRESTO_SHA256, licence="MIT",
+                                 note="Presto encoder+decoder (nasaharvest/presto data/default_model.pt); "
+                                      "decoder.* dropped on load"),),
     embedder=PrestoEmbedder,
     options={"s2": "s2l1c", "pixels": "grid:16", "chunk": 8192, "depth": 2, "num_heads": 8, "mlp_ratio": 4.0},
     presets={
@@ -458,14 +548,20 @@ def presto_embed_pixels(values: np.ndarray, band_names: Sequence[str], months, l
                         progress: bool = True) -> np.ndarray:
     """Embed per-pixel time series (N, T, C) -> float32 (N, embed_dim); see ``presto_inputs`` for the inputs.
 
-    ``model``: a built Presto embedder (else one is built from ``weights``: a path, "auto" via the registry,
-    or None for random weights). Pixels with no valid token (all masked and no location) give NaN rows.
+    values: raw units (S1 dB, S2 reflectance x 1e4, temperature K, ...; a warning names a likely unit mistake).
+    months: int or (N,) start month per pixel (0 = January; step t is (start + t) % 12), (T,) month per step,
+    or (N, T); a 1-D array with N == T raises (ambiguous). ``model``: a built Presto embedder (else one is
+    built from ``weights``: a path, "auto" via the registry, or None for random weights). Pixels with no valid
+    token (all masked and no location) give NaN rows.
+
+    >>> emb = presto_embed_pixels(values, ["B02", "B03", "B04", "B08", "VV", "VH"], months=start, latlon=ll)
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from tqdm.auto import tqdm
 
-    inp = presto_inputs(values, band_names, months, latlon, mask=mask, dynamic_world=dynamic_world, nodata=nodata)
+    inp = presto_inputs(values, band_names, months, latlon, mask=mask, dynamic_world=dynamic_world, nodata=nodata,
+                        warn_stacklevel=3)
     model = model if model is not None else _default_model(weights, device)
     dev = model.device
     n = inp["x"].shape[0]

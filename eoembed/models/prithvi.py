@@ -81,15 +81,16 @@ def _e2s_norm() -> Normalisation:
                          source="SSL4EO-S12 v1.1 L1C z-score (+1000), embed2scale code")
 
 
-def _spec(name: str, variant: str, width: int, filename: str, repo: str) -> ModelSpec:
+def _spec(name: str, variant: str, width: int, filename: str, repo: str, rev: str, sha256: str) -> ModelSpec:
     norm = Normalisation(mean=dict(zip(HLS, PRITHVI_V2_MEAN)), std=dict(zip(HLS, PRITHVI_V2_STD)),
                          offset={k: 0.0 for k in HLS}, kind="zscore", source="Prithvi-EO-2.0 pre-training (HLS)")
     return ModelSpec(
         name=name, family="Prithvi-EO-2.0", groups=(("hls", HLS),), input_size=224, resize="bilinear",
         normalisation=norm, temporal="all_seasons", pooling="mean+std of last-layer patch tokens",
         width=width, out_multiplier=2, licence="Apache-2.0",
-        weight_sources=(WeightSource(filename, f"https://huggingface.co/{repo}/resolve/main/{filename}",
-                                     licence="Apache-2.0", note=f"Hugging Face {repo}"),),
+        weight_sources=(WeightSource(filename, f"https://huggingface.co/{repo}/resolve/{rev}/{filename}",
+                                     revision=rev, sha256=sha256, licence="Apache-2.0",
+                                     note=f"Hugging Face {repo}"),),
         embedder=PrithviEmbedder, options={"variant": variant, "include_cls": False},
         presets={"embed2scale": {"groups": (("hls", E2S_BANDS),), "normalisation": _e2s_norm(), "input_size": 256,
                                  "pooling": "mean+std of all last-layer tokens (incl. CLS)",
@@ -98,7 +99,15 @@ def _spec(name: str, variant: str, width: int, filename: str, repo: str) -> Mode
         description=f"Prithvi-EO-2.0 {name.rsplit('_', 1)[1]}M (HLS bands, T=4)")
 
 
+# Pins (no official hash list exists and no Hugging Face file page was reachable; values from third-party public code
+# found by code search that pins these files):
+# 300M: revision 9eb1b110... (2025-10-09; the weights are unchanged since ebfff1d8, 2024-12-03), SHA-256 = the Hub LFS
+#   pointer's oid at that revision, 1,326,658,396 bytes (a public weights-provenance document and its code agree).
+# 600M: revision 87f15784... (pinned by a public project's Prithvi v2 constants); SHA-256 from one public weights
+#   table (no revision given there). If a download reports a mismatch for 600M, the error says what to do.
 register(_spec("prithvi_eo_v2_300", "prithvi_eo_v2_300", 1024, "Prithvi_EO_V2_300M.pt",
-               "ibm-nasa-geospatial/Prithvi-EO-2.0-300M"))
+               "ibm-nasa-geospatial/Prithvi-EO-2.0-300M", "9eb1b1102806593963daa333bcc491b1c6f8562f",
+               "faab2c8b776f0723f93431747603a7ec586a54fc45473613b4322c29752486e7"))
 register(_spec("prithvi_eo_v2_600", "prithvi_eo_v2_600", 1280, "Prithvi_EO_V2_600M.pt",
-               "ibm-nasa-geospatial/Prithvi-EO-2.0-600M"))
+               "ibm-nasa-geospatial/Prithvi-EO-2.0-600M", "87f15784813828dc37aa3197a143cd4689e4d080",
+               "26a3f387ac6fc8e5eee8eb1986e6b9e99f36aa4d03aeb7fd5722feee5d5f88d0"))

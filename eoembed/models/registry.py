@@ -31,7 +31,7 @@ from eoembed import runtime
 from eoembed.errors import WeightsNotFound
 
 from .base import Embedder, ModelSpec
-from .weights import LoadRules, file_sha256, find_local, read_checkpoint, resolve, strict_load
+from .weights import LoadRules, find_local, read_checkpoint, resolve, strict_load
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _LOADED = False
@@ -125,6 +125,9 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
 
     weights: ``"auto"`` (explicit search order in :mod:`eoembed.models.weights`; WeightsNotFound if none, never a
     silent random model), a file path, or ``None`` / ``"random"`` (random init, ``weights_id == "random"``).
+    Every file is SHA-256 checked against the published hash before it is read (pinned downloads, local copies;
+    see :mod:`eoembed.models.weights` for the rules and for explicit paths to other checkpoints);
+    ``metadata["weights_info"]`` records the hash and whether it was verified.
     size: ``"full"`` or ``"tiny"`` (same classes, 1-2 layers, width 64: tests and CPU demos; has no published
     weights). preset: None (eoembed defaults) or a preset name such as ``"embed2scale"``.
     missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands set to the normalisation mean; recorded).
@@ -145,23 +148,22 @@ def load_model(name: str, weights: str | os.PathLike | None = "auto", size: str 
         spec = spec.replace(weight_sources=())
     if isinstance(weights, str) and weights == "random":
         weights = None
-    path = sd = None
-    if weights is not None:  # resolve before building: fail fast, never build a big model for nothing
-        path, sd = resolve(spec.name, list(spec.weight_sources), weights, download=download)
+    found = None
+    if weights is not None:  # resolve + hash-check before building: fail fast, never build a big model for nothing
+        found = resolve(spec.name, list(spec.weight_sources), weights, download=download)
     with torch.random.fork_rng(devices=[]), runtime.preserve_global_state():
         torch.manual_seed(seed)
         emb: Embedder = spec.embedder(spec, size=size, preset=preset, missing_bands=missing_bands)
     emb.random_init_seed = seed
     emb.precision = precision
-    if path is not None:
-        if sd is None:
-            sd = read_checkpoint(path)
+    if found is not None:
+        sd = read_checkpoint(found.path)
         rules: LoadRules = getattr(emb, "load_rules", LoadRules)()
-        sha = file_sha256(path) if path.is_file() else ""
-        report = strict_load(emb.backbone, sd, rules, path=str(path), sha256=sha, model=spec.name)
-        emb.weights_id = path.name + (f"@sha256:{sha[:12]}" if sha else "")
-        emb.weights_info = {"id": emb.weights_id, **report.as_dict(),
-                            "sources": [{"file": s.filename, "url": s.url, "revision": s.revision}
+        report = strict_load(emb.backbone, sd, rules, path=str(found.path), sha256=found.sha256, model=spec.name)
+        emb.weights_id = f"{found.path.name}@sha256:{found.sha256[:12]}"
+        emb.weights_info = {"id": emb.weights_id, **report.as_dict(), **found.info(),
+                            "sources": [{"file": s.filename, "url": s.url, "revision": s.revision,
+                                         "sha256": s.sha256, "sha256_prefix": s.sha256_prefix}
                                         for s in spec.weight_sources]}
     emb.eval()
     return emb.to(device)

@@ -81,6 +81,8 @@ def _e2s_norm() -> Normalisation:
                          source="SSL4EO-S12 v1.1 z-score (+1000 on S2), embed2scale code")
 
 
+# torchgeo 0.8.1 ScaleMAELarge16_Weights.FMOW_RGB. Full SHA-256 not found in any public source checked (TODO: add it
+# from the Hugging Face file page at this revision); the file-name prefix is checked, as torchgeo does.
 _REV = "9dc7f569424baeb780698352cf6e87638c882123"
 _FILE = "vit_large_patch16_224_fmow_rgb_scalemae-98ed9821.pth"
 
