@@ -13,8 +13,7 @@ from pathlib import Path
 
 from eoembed.errors import DataError, DataFileNotFound
 
-#: NeuCo-Bench's configs/sample_config_linear.yaml (a89ba06) plus its other optional key output_fold_results:
-#: the defaults of evaluate().
+#: NeuCo-Bench's configs/sample_config_linear.yaml (a89ba06): the defaults of evaluate().
 NEUCO_DEFAULTS: dict = {
     "k_folds": 40,
     "probe_type": "linear",
@@ -25,11 +24,11 @@ NEUCO_DEFAULTS: dict = {
     "enable_plots": False,
     "update_leaderboard": False,
     "store_probes": False,
-    "output_fold_results": False,
     "task_filter": None,
 }
-#: Accepted in a config besides NeuCo-Bench's keys (in NeuCo-Bench exclude_file is the --exclude_file argument).
-EXTRA_KEYS = ("exclude_file",)
+#: Accepted in a config besides the sample's keys: NeuCo-Bench's optional output_fold_results (default false), and
+#: exclude_file (in NeuCo-Bench the --exclude_file argument of main.py).
+EXTRA_KEYS = ("output_fold_results", "exclude_file")
 #: Options NeuCo-Bench has that eoembed does not implement: they must be false (or absent).
 UNSUPPORTED_TRUE = {
     "enable_plots": "eoembed draws no NeuCo-Bench plots; per-epoch scores are in result.history / epoch_scores.csv",

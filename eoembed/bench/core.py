@@ -135,7 +135,7 @@ def _settings(config, *, folds, epochs, tasks, device, exclude_file, embedding_d
         "embedding_dim": pick(embedding_dim, cfg.get("embedding_dim"), None),
         "standardize": pick(None, cfg.get("standardize_embeddings"), True),
         "normalize_labels": pick(None, cfg.get("normalize_labels"), True),
-        "output_fold_results": pick(None, cfg.get("output_fold_results"), False),
+        "output_fold_results": bool(cfg.get("output_fold_results", False)),
         "user_config": cfg,
     }
     for name, lo in (("folds", 2), ("epochs", 1)):
@@ -154,25 +154,24 @@ def _settings(config, *, folds, epochs, tasks, device, exclude_file, embedding_d
 
 
 def _neuco_config(st: dict, mode: str, tasks: list[str] | None) -> dict:
-    """The ``config`` of results_summary.json: NeuCo-Bench's config keys with the values actually used."""
-    cfg = copy.deepcopy(NEUCO_DEFAULTS)
-    cfg.update(copy.deepcopy(st["user_config"]))
+    """The ``config`` of results_summary.json as NeuCo-Bench writes it: the config given (else its sample config)
+    with the values actually used, and without ``probe_params.device`` (NeuCo-Bench pops it before writing)."""
+    cfg = copy.deepcopy(st["user_config"] or NEUCO_DEFAULTS)
     cfg["k_folds"] = int(st["folds"])
-    cfg["embedding_dim"] = None if st["embedding_dim"] is None else int(st["embedding_dim"])
+    for key, value in (("embedding_dim", st["embedding_dim"]), ("task_filter", tasks),
+                       ("exclude_file", st["exclude_file"]), ("output_fold_results", st["output_fold_results"])):
+        if key in cfg or value:
+            cfg[key] = str(value) if key == "exclude_file" and value is not None else value
     cfg["standardize_embeddings"] = bool(st["standardize"])
     cfg["normalize_labels"] = bool(st["normalize_labels"])
-    cfg["output_fold_results"] = bool(st["output_fold_results"])
-    cfg["task_filter"] = None if tasks is None else list(tasks)
-    if st["exclude_file"] is not None:
-        cfg["exclude_file"] = str(st["exclude_file"])
     if mode == "compat":
-        cfg["probe_type"] = "linear"
-        cfg["probe_params"] = {"batch_size": int(st["batch_size"]), "epochs": int(st["epochs"]),
-                               "learning_rate": float(st["learning_rate"]),
-                               "device": "auto" if st["device"] is None else str(st["device"])}
+        pp = dict(cfg.get("probe_params") or {})
+        pp.pop("device", None)
+        pp.update(batch_size=int(st["batch_size"]), epochs=int(st["epochs"]),
+                  learning_rate=float(st["learning_rate"]))
+        cfg["probe_type"], cfg["probe_params"] = "linear", pp
     else:
-        cfg["probe_type"] = "eoembed_ridge"  # not a NeuCo-Bench probe: its scores are not comparable
-        cfg["probe_params"] = {}
+        cfg["probe_type"], cfg["probe_params"] = "eoembed_ridge", {}  # not NeuCo-Bench: scores not comparable
     return cfg
 
 
@@ -284,7 +283,8 @@ def _assemble(prep, scores, hist, *, mode, metric, seed, split_seed, settings, e
     overall_acc = float(np.mean(list(acc_by_task.values())))
     report = dict(prep.report)
     report["nan_folds"] = {t: int(per_task.loc[t, "nan_folds"]) for t in prep.tasks}
-    neuco_cfg = _neuco_config(st, mode, None if st["tasks"] is None else prep.tasks)
+    tf = st["tasks"]
+    neuco_cfg = _neuco_config(st, mode, None if tf is None else [tf] if isinstance(tf, str) else list(tf))
     # results_summary.json: exactly NeuCo-Bench's keys (benchmark/evaluation/results.py, save_results).
     summary = {"experiment": experiment, "overall_q_score": overall_q, "overall_acc_score": overall_acc,
                "task_q_scores": q_by_task, "task_acc_scores": acc_by_task, "config": neuco_cfg}
