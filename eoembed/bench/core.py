@@ -159,11 +159,14 @@ def _neuco_config(st: dict, mode: str, tasks: list[str] | None) -> dict:
     cfg = copy.deepcopy(st["user_config"] or NEUCO_DEFAULTS)
     cfg["k_folds"] = int(st["folds"])
     for key, value in (("embedding_dim", st["embedding_dim"]), ("task_filter", tasks),
-                       ("exclude_file", st["exclude_file"]), ("output_fold_results", st["output_fold_results"])):
+                       ("output_fold_results", st["output_fold_results"])):
         if key in cfg or value:
-            cfg[key] = str(value) if key == "exclude_file" and value is not None else value
-    cfg["standardize_embeddings"] = bool(st["standardize"])
-    cfg["normalize_labels"] = bool(st["normalize_labels"])
+            cfg[key] = value
+    if "exclude_file" in cfg:  # an eoembed extra of the config (NeuCo-Bench: the --exclude_file argument)
+        cfg["exclude_file"] = None if st["exclude_file"] is None else str(st["exclude_file"])
+    for key, value in (("standardize_embeddings", st["standardize"]), ("normalize_labels", st["normalize_labels"])):
+        if key in cfg or not value:
+            cfg[key] = bool(value)
     if mode == "compat":
         pp = dict(cfg.get("probe_params") or {})
         pp.pop("device", None)
