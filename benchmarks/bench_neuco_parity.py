@@ -131,7 +131,8 @@ def main() -> None:
                      "q_eoembed_mean": b.mean(), "q_eoembed_seed_std": b.std(ddof=1) if len(b) > 1 else None,
                      "q_diff_of_means": b.mean() - a.mean(),
                      # standard error of that difference from the seed spreads of both sides
-                     "q_diff_se": float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))) if len(a) > 1 else None,
+                     "q_diff_se": (float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+                                   if len(a) > 1 else None),
                      "q_neuco_seed42": theirs[42][t],
                      "q_eoembed_seed42": mine[42][t]})
     table = pd.DataFrame(rows).set_index("task")

@@ -280,7 +280,7 @@ def test_labels_dataframe_keeps_per_task_file_order(neuco_data):
     pd.testing.assert_frame_equal(sub.per_task.loc[["bin"]], a.per_task.loc[["bin"]], check_exact=True)
 
 
-# ------------------------------------------------------------------------------------------------ NeuCo-Bench's own code
+# ----------------------------------------------------------------------------------------- NeuCo-Bench's own code
 def _neuco_results_module():
     spec = importlib.util.spec_from_file_location(
         "neuco_bench_results", Path(NEUCO_SRC) / "benchmark" / "evaluation" / "results.py")

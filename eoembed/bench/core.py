@@ -232,6 +232,9 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
         raise DataError(f"mode={mode!r}; use one of {MODES}.")
     if metric not in ("neuco", "tessera"):
         raise DataError(f"metric={metric!r}; use 'neuco' or 'tessera'.")
+    for name, v in (("seed", seed), ("split_seed", split_seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise DataError(f"{name}={v!r}; use a non-negative integer (NeuCo-Bench: 42).")
     st = _settings(config, folds=folds, epochs=epochs, tasks=tasks, device=device, exclude_file=exclude_file,
                    embedding_dim=embedding_dim)
     if out is not None:
