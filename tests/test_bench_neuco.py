@@ -373,3 +373,16 @@ def test_same_files_as_neuco_bench_itself(tmp_path, neuco_data):
     nb = _neuco_results_module()
     df = nb.aggregate_results(tmp_path / "res", "dev")
     assert sorted(df["experiment"]) == sorted([theirs.name, "eoembed"]) and df.notna().all().all()
+
+
+@needs_neuco
+def test_neuco_sample_configs(neuco_data):
+    d, _, _ = neuco_data
+    configs = Path(NEUCO_SRC) / "configs"
+    cfg = read_config(configs / "sample_config_linear.yaml")
+    assert cfg["k_folds"] == 40 and cfg["probe_params"]["epochs"] == 10
+    res = evaluate(d / "emb.csv", d / "labels", config=configs / "sample_config_linear.yaml", folds=2, epochs=1,
+                   progress=False)                                # the sample config with a quick override
+    assert res.folds.groupby("task").size().to_dict() == {"bin": 2, "lin": 2}
+    with pytest.raises(DataError, match="probe_type 'svm' is not supported"):
+        evaluate(d / "emb.csv", d / "labels", config=configs / "sample_config_svm.yaml", progress=False)
