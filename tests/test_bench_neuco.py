@@ -204,6 +204,8 @@ def test_bad_config_names_the_option(tmp_path, neuco_data, monkeypatch, cfg, mat
 
 def test_bad_yaml_files(tmp_path, neuco_data):
     d, _, _ = neuco_data
+    with pytest.raises(DataError, match="'gpu' is not a torch device"):
+        evaluate(d / "emb.csv", d / "labels", device="gpu", progress=False)
     with pytest.raises(DataFileNotFound, match="nope.yaml"):
         evaluate(d / "emb.csv", d / "labels", config=tmp_path / "nope.yaml", progress=False)
     (tmp_path / "broken.yaml").write_text("k_folds: [3\n")

@@ -72,7 +72,13 @@ def _json_safe(obj):
 def _device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DataError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device={device!r} but no CUDA GPU is available here; use device='cpu' (or None).")
+    return dev
 
 
 def _splits(prep: Prepared, folds: int, split_seed: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
