@@ -109,8 +109,8 @@ def test_drops_and_nan_are_reported(data):
     assert np.isfinite(prep.X).all()
     assert prep.X.mean() == pytest.approx(0, abs=1e-5) and prep.X.std() == pytest.approx(1, abs=1e-4)
     res = evaluate(extra, lab, ids=extra_ids, folds=2, mode="ridge", progress=False)
-    assert res.summary["report"]["nan_filled"]["rows"] == 2
-    assert res.summary["report"]["dropped_no_label"]["count"] == 4
+    assert res.details["report"]["nan_filled"]["rows"] == 2
+    assert res.details["report"]["dropped_no_label"]["count"] == 4
 
 
 def test_bad_inputs(tmp_path, data):
@@ -151,7 +151,8 @@ def test_known_answers_ridge(data):
     assert res.per_task.loc["linear", "mean_score"] > 0.99
     assert res.per_task.loc["binary", "mean_score"] > 0.9
     assert abs(res.per_task.loc["noise", "q_stat"]) < 3.0
-    assert res.summary["neuco_compatible"] is False and "NOT NeuCo-Bench" in res.summary["mode_note"]
+    assert res.details["neuco_compatible"] is False and "NOT NeuCo-Bench" in res.details["mode_note"]
+    assert res.summary["config"]["probe_type"] == "eoembed_ridge"
 
 
 def test_multiclass_ridge_tessera(data):
@@ -171,11 +172,13 @@ def test_compat_schema_and_outputs(tmp_path, data):
     summ = json.loads((tmp_path / "out" / "results_summary.json").read_text())
     assert summ["overall_q_score"] == pytest.approx(res.per_task["q_stat"].mean())
     assert summ["overall_acc_score"] == pytest.approx(res.per_task["mean_score"].mean())
-    assert summ["neuco_compatible"] is True and "report" in summ
+    details = json.loads((tmp_path / "out" / "eoembed_report.json").read_text())
+    assert details["neuco_compatible"] is True and "report" in details and "report" not in summ
     for t in lab.columns:
         per = json.loads((tmp_path / "out" / t / f"{t}_result.json").read_text())
-        assert set(per) == {"q_stat", "mean_score", "std_dev", "q_t"} and len(per["q_t"]) == 4
-        assert per["q_stat"] == pytest.approx(q_score(per["q_t"]))
+        assert "q_t" not in per                                  # NeuCo-Bench default: output_fold_results false
+        q_t = details["task_results"][t]["q_t"]
+        assert len(q_t) == 4 and per["q_stat"] == pytest.approx(q_score(q_t))
     tidy = pd.read_csv(tmp_path / "out" / "fold_scores.csv")
     assert len(tidy) == 12
     table, z, board = compare({"a": res, "b": {"linear": 1.0, "noise": 0.0, "binary": 2.0}})
@@ -214,5 +217,5 @@ def test_cli(tmp_path, data):
                                  "--mode", "ridge", "--tasks", "linear,noise", "--no-progress"])
     assert r.exit_code == 0, r.output
     summ = json.loads((out / "results_summary.json").read_text())
-    assert set(summ["task_results"]) == {"linear", "noise"}
+    assert set(summ["task_q_scores"]) == {"linear", "noise"} and summ["experiment"] == "res"
     assert "overall_q_score" in r.output

@@ -180,7 +180,9 @@ def test_labels_roundtrip(tmp_path):
     assert sorted(p.name for p in paths) == ["crops__regression.csv", "random_cls__classification.csv"]
     assert (tmp_path / "labels" / "random_cls__classification.csv").read_text().splitlines()[1] == "a,1"
     back = read_labels(tmp_path / "labels")
-    pd.testing.assert_frame_equal(back, df[["crops", "random_cls"]])
+    # rows in order of first appearance in the files (crops: a, c; random_cls adds b), not sorted
+    assert list(back.index) == ["a", "c", "b"]
+    pd.testing.assert_frame_equal(back, df.loc[back.index, ["crops", "random_cls"]])
     assert back.attrs["task_types"] == df.attrs["task_types"] and back.index.name == "id"
     with pytest.raises(LabelError, match=r"crops__regression.csv' already exists; pass overwrite=True"):
         write_labels(df, tmp_path / "labels")

@@ -15,23 +15,42 @@ def register(app: typer.Typer) -> None:
         embeddings: Path = typer.Argument(..., help="NeuCo embedding CSV (id,0..D-1)."),
         labels: Path = typer.Option(..., "--labels", help="Folder of <task>__<type>.csv label files."),
         out: Path = typer.Option(..., "--out", help="Output folder (results_summary.json, per-task JSON, CSV)."),
-        folds: int = typer.Option(40, "--folds", help="Number of 90/10 ShuffleSplit folds (NeuCo default 40)."),
+        folds: Optional[int] = typer.Option(None, "--folds", help="Number of 90/10 ShuffleSplit folds "
+                                            "(default: the config's k_folds, else 40 as NeuCo-Bench)."),
         mode: str = typer.Option("compat", "--mode", help="compat (NeuCo-Bench protocol) | ridge (NOT NeuCo-Bench)."),
-        tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Tasks to run (repeat or comma-separate)."),
-        epochs: int = typer.Option(10, "--epochs", help="Probe epochs (compat mode)."),
+        tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Tasks to run (repeat or comma-separate; "
+                                                  "default: the config's task_filter, else all)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Probe epochs, compat mode (default: the "
+                                             "config's probe_params.epochs, else 10)."),
         seed: int = typer.Option(42, "--seed", help="Seed of probe initialisation and batch order."),
+        split_seed: int = typer.Option(42, "--split-seed", help="random_state of the ShuffleSplit (NeuCo-Bench: 42)."),
         metric: str = typer.Option("neuco", "--metric", help="neuco (R2/F1) | tessera (chance-adjusted)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda if available)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: the config's "
+                                             "probe_params.device, else cuda if available)."),
+        config: Optional[Path] = typer.Option(None, "--config", help="NeuCo-Bench YAML config (e.g. "
+                                              "sample_config_linear.yaml); flags given here win over it."),
+        exclude_file: Optional[Path] = typer.Option(None, "--exclude-file", help="Text file of embedding ids to "
+                                                    "leave out, one per line (NeuCo-Bench --exclude_file)."),
+        embedding_dim: Optional[int] = typer.Option(None, "--embedding-dim", help="Expected embedding size: fewer "
+                                                    "columns are zero-padded, more are an error (NeuCo-Bench)."),
+        experiment: Optional[str] = typer.Option(None, "--experiment", help="Run name in results_summary.json "
+                                                 "(default: the name of --out)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task."""
+        """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task.
+
+        --out is written like one NeuCo-Bench run folder (<output_dir>/<phase>/<experiment>): NeuCo-Bench's
+        summarize_runs(output_dir, phase) reads it unchanged."""
         from eoembed.bench import evaluate
 
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
-                       out=out, device=device, progress=progress, metric=metric)
+                       out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
+                       config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
+        extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""
         typer.echo(f"overall_q_score={res.overall_q:.4f} overall_acc_score={res.overall_acc:.4f} "
-                   f"dropped_no_label={rep['dropped_no_label']['count']} nan_filled_rows={rep['nan_filled']['rows']}")
+                   f"dropped_no_label={rep['dropped_no_label']['count']} nan_filled_rows={rep['nan_filled']['rows']}"
+                   f"{extra}")
         typer.echo(f"written to {out}")

@@ -1,8 +1,10 @@
 """evaluate(): NeuCo-Bench-compatible evaluation of embeddings, and label-fraction curves."""
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,11 +13,12 @@ import pandas as pd
 import torch
 from sklearn.model_selection import ShuffleSplit
 
+from eoembed.bench.config import NEUCO_DEFAULTS, read_config
 from eoembed.bench.io import Prepared, prepare
 from eoembed.bench.metrics import q_score
 from eoembed.bench.probe import best_over_epochs, train_linear_probes
 from eoembed.bench.ridge import ridge_scores
-from eoembed.errors import LabelError
+from eoembed.errors import DataError, DataFileNotFound, LabelError, OutputError
 
 MODES = ("compat", "ridge")
 MODE_NOTES = {
@@ -23,12 +26,18 @@ MODE_NOTES = {
     "ridge": "NOT NeuCo-Bench: closed-form ridge / logistic probes with inner-CV penalty; not comparable "
              "with NeuCo-Bench scores.",
 }
+#: eoembed's own file in a result folder (NeuCo-Bench's files keep exactly its keys).
+REPORT_FILE = "eoembed_report.json"
 MIN_SAMPLES = 11  # a 10% test fold then holds >= 2 samples (R^2 needs two)
 
 
 @dataclass
 class EvalResult:
-    """Result of :func:`evaluate`. ``summary`` is what results_summary.json holds."""
+    """Result of :func:`evaluate`.
+
+    ``summary``: what results_summary.json holds (exactly NeuCo-Bench's keys); ``details``: what
+    eoembed_report.json holds (mode, engine, settings and seeds, per-task details with fold scores, ``report``);
+    ``report``: the input report (dropped / filled / excluded rows, standardisation, NaN folds)."""
 
     per_task: pd.DataFrame            # index task: type, q_stat, mean_score, std_dev, n_samples
     folds: pd.DataFrame               # tidy: task, fold, score
@@ -38,6 +47,8 @@ class EvalResult:
     report: dict
     mode: str = "compat"
     history: pd.DataFrame | None = field(default=None, repr=False)  # compat: task, fold, epoch, score
+    details: dict = field(default_factory=dict, repr=False)
+    experiment: str | None = field(default=None, repr=False)        # name given to evaluate(), if any
 
     def __repr__(self) -> str:
         q = ", ".join(f"{t}={v:.2f}" for t, v in self.per_task["q_stat"].items())
@@ -61,7 +72,13 @@ def _json_safe(obj):
 def _device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise DataError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"device={device!r} but no CUDA GPU is available here; use device='cpu' (or None).")
+    return dev
 
 
 def _splits(prep: Prepared, folds: int, split_seed: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -88,7 +105,7 @@ def _check_compat_labels(prep: Prepared) -> None:
 
 
 def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed: int, device, progress: bool,
-         threads: int | None = 1):
+         threads: int | None = 1, batch_size: int = 64, lr: float = 1e-3):
     """Scores (T, K) and, for compat, the per-epoch history (T, K, E). threads: CPU intra-op threads of the
     compat probe engine (its default 1; None = leave torch's setting)."""
     tasks = prep.tasks
@@ -99,46 +116,162 @@ def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed
         task_of = np.repeat(np.arange(len(tasks)), K)
         is_cls = np.array([prep.task_types[t] == "classification" for t in tasks])[task_of]
         hist = train_linear_probes(prep.X, prep.Y, task_of, is_cls, tr, te, epochs=epochs, seed=seed,
-                                   device=device, metric=metric, progress=progress, threads=threads)
+                                   device=device, metric=metric, progress=progress, threads=threads,
+                                   batch_size=batch_size, lr=lr)
         return best_over_epochs(hist).reshape(len(tasks), K), hist.reshape(len(tasks), K, epochs)
     sp = [splits[t] for t in tasks]
     return ridge_scores(prep.X, prep.Y, prep.Y_raw, tasks, prep.task_types, sp, metric=metric, seed=seed,
                         device=device, progress=progress), None
 
 
-def evaluate(embeddings, labels, folds: int = 40, mode: str = "compat", seed: int = 42, epochs: int = 10,
-             tasks=None, out=None, device=None, ids=None, progress: bool = True, metric: str = "neuco",
-             split_seed: int = 42) -> EvalResult:
+def _settings(config, *, folds, epochs, tasks, device, exclude_file, embedding_dim) -> dict:
+    """Effective settings: explicit argument (not None) > config > NeuCo-Bench's sample config."""
+    cfg = read_config(config) if config is not None else {}
+    pp = cfg.get("probe_params") or {}
+    pick = lambda arg, val, default: arg if arg is not None else (val if val is not None else default)  # noqa: E731
+    cfg_dev = pp.get("device")
+    st = {
+        "folds": pick(folds, cfg.get("k_folds"), NEUCO_DEFAULTS["k_folds"]),
+        "epochs": pick(epochs, pp.get("epochs"), NEUCO_DEFAULTS["probe_params"]["epochs"]),
+        "batch_size": pick(None, pp.get("batch_size"), NEUCO_DEFAULTS["probe_params"]["batch_size"]),
+        "learning_rate": pick(None, pp.get("learning_rate"), NEUCO_DEFAULTS["probe_params"]["learning_rate"]),
+        "device": pick(device, None if cfg_dev == "auto" else cfg_dev, None),
+        "tasks": pick(tasks, cfg.get("task_filter"), None),
+        "exclude_file": pick(exclude_file, cfg.get("exclude_file"), None),
+        "embedding_dim": pick(embedding_dim, cfg.get("embedding_dim"), None),
+        "standardize": pick(None, cfg.get("standardize_embeddings"), True),
+        "normalize_labels": pick(None, cfg.get("normalize_labels"), True),
+        "output_fold_results": bool(cfg.get("output_fold_results", False)),
+        "user_config": cfg,
+    }
+    for name, lo in (("folds", 2), ("epochs", 1)):
+        v = st[name]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise DataError(f"{name}={v!r}; use an integer >= {lo} (NeuCo-Bench default "
+                            f"{NEUCO_DEFAULTS['k_folds'] if name == 'folds' else 10}).")
+    if st["embedding_dim"] is not None and (isinstance(st["embedding_dim"], bool)
+                                            or not isinstance(st["embedding_dim"], (int, np.integer))
+                                            or st["embedding_dim"] < 1):
+        raise DataError(f"embedding_dim={st['embedding_dim']!r}; use a positive integer or None (inferred).")
+    if st["exclude_file"] is not None and not Path(st["exclude_file"]).is_file():
+        raise DataFileNotFound(f"exclude_file {str(st['exclude_file'])!r} does not exist or is not a file; give a "
+                               "text file with one embedding id per line.")
+    return st
+
+
+def _neuco_config(st: dict, mode: str, tasks: list[str] | None) -> dict:
+    """The ``config`` of results_summary.json as NeuCo-Bench writes it: the config given (else its sample config)
+    with the values actually used, and without ``probe_params.device`` (NeuCo-Bench pops it before writing)."""
+    cfg = copy.deepcopy(st["user_config"] or NEUCO_DEFAULTS)
+    cfg["k_folds"] = int(st["folds"])
+    for key, value in (("embedding_dim", st["embedding_dim"]), ("task_filter", tasks),
+                       ("output_fold_results", st["output_fold_results"])):
+        if key in cfg or value:
+            cfg[key] = value
+    if "exclude_file" in cfg:  # an eoembed extra of the config (NeuCo-Bench: the --exclude_file argument)
+        cfg["exclude_file"] = None if st["exclude_file"] is None else str(st["exclude_file"])
+    for key, value in (("standardize_embeddings", st["standardize"]), ("normalize_labels", st["normalize_labels"])):
+        if key in cfg or not value:
+            cfg[key] = bool(value)
+    if mode == "compat":
+        pp = dict(cfg.get("probe_params") or {})
+        pp.pop("device", None)
+        pp.update(batch_size=int(st["batch_size"]), epochs=int(st["epochs"]),
+                  learning_rate=float(st["learning_rate"]))
+        cfg["probe_type"], cfg["probe_params"] = "linear", pp
+    else:
+        cfg["probe_type"], cfg["probe_params"] = "eoembed_ridge", {}  # not NeuCo-Bench: scores not comparable
+    return cfg
+
+
+def _check_out(out) -> Path:
+    """Before any work: ``out`` must be a folder or creatable in a writable place."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"out {str(p)!r} is a file, not a folder; choose a folder path (it is created).")
+    anc = p.absolute()
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise OutputError(f"out {str(p)!r} cannot be created: {str(anc)!r} is a file, not a folder; "
+                          "choose another path.")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise OutputError(f"out {str(p)!r} cannot be written: {str(anc)!r} is read-only for this user; "
+                          "choose a writable location.")
+    return p
+
+
+def _check_task_names(tasks) -> None:
+    for t in tasks:
+        s = str(t)
+        if not s or s in (".", "..") or "/" in s or "\\" in s or os.sep in s:
+            raise LabelError(f"task name {s!r} cannot be a folder name of the results (it would write outside "
+                             "out); rename its label file '<task>__<type>.csv' with letters, digits, '-' and '_'.")
+
+
+def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat", seed: int = 42,
+             epochs: int | None = None, tasks=None, out=None, device=None, ids=None, progress: bool = True,
+             metric: str = "neuco", split_seed: int = 42, config=None, exclude_file=None,
+             embedding_dim: int | None = None, experiment: str | None = None) -> EvalResult:
     """Evaluate embeddings with linear probes on every labelled task, NeuCo-Bench style.
 
     embeddings: NeuCo CSV path | DataFrame (index or column ``id``) | xarray DataArray (sample, ...) | NumPy array
     with ``ids``. labels: NeuCo label folder | labels DataFrame (index id, one column per task,
-    ``attrs["task_types"]``). mode: "compat" (NeuCo-Bench protocol, all folds and tasks trained as one batched
-    problem) or "ridge" (NOT NeuCo-Bench: tuned closed-form probes). seed drives probe initialisation and batch
-    order; split_seed the ShuffleSplit (NeuCo-Bench: 42). metric: "neuco" (R^2 / F1) or "tessera"
-    (max(0, R^2) / chance-adjusted balanced accuracy). out: folder for results_summary.json,
-    <task>/<task>_result.json and fold_scores.csv.
+    ``attrs["task_types"]``; :func:`eoembed.data.read_labels` of a folder gives the same folds as the folder).
+    mode: "compat" (NeuCo-Bench protocol, all folds and tasks trained as one batched problem) or "ridge" (NOT
+    NeuCo-Bench: tuned closed-form probes). seed drives probe initialisation and batch order; split_seed the
+    ShuffleSplit (NeuCo-Bench: 42). metric: "neuco" (R^2 / F1) or "tessera" (max(0, R^2) / chance-adjusted
+    balanced accuracy).
+
+    NeuCo-Bench options: ``config`` (a NeuCo-Bench YAML config path or dict, see
+    :func:`eoembed.bench.config.read_config`), ``exclude_file`` (ids to leave out, one per line),
+    ``embedding_dim`` (zero-pad to this many columns; more is an error). An argument given here (not None) wins
+    over the config, the config over the defaults (NeuCo-Bench's sample config: 40 folds, 10 epochs, batch 64,
+    lr 1e-3). All arguments and ``out`` are checked before any computation.
+
+    out: folder written like one NeuCo-Bench run folder (``<output_dir>/<phase>/<experiment>``):
+    results_summary.json and <task>/<task>_result.json with exactly NeuCo-Bench's keys, plus eoembed's own
+    eoembed_report.json, fold_scores.csv and (compat) epoch_scores.csv. experiment: the run's name in
+    results_summary.json (default: the name of ``out``, as NeuCo-Bench's run folder name).
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
+        raise DataError(f"mode={mode!r}; use one of {MODES}.")
     if metric not in ("neuco", "tessera"):
-        raise ValueError(f"metric must be 'neuco' or 'tessera', not {metric!r}.")
-    if int(folds) < 2:
-        raise ValueError(f"folds must be >= 2 (NeuCo-Bench default 40), got {folds}.")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}.")
-    prep = prepare(embeddings, labels, ids=ids, tasks=tasks)
+        raise DataError(f"metric={metric!r}; use 'neuco' or 'tessera'.")
+    for name, v in (("seed", seed), ("split_seed", split_seed)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise DataError(f"{name}={v!r}; use a non-negative integer (NeuCo-Bench: 42).")
+    st = _settings(config, folds=folds, epochs=epochs, tasks=tasks, device=device, exclude_file=exclude_file,
+                   embedding_dim=embedding_dim)
+    if out is not None:
+        _check_out(out)
+    if experiment is not None and not str(experiment).strip():
+        raise DataError("experiment=''; give a non-empty name, or None for the name of out.")
+    dev = _device(st["device"])
+    prep = prepare(embeddings, labels, ids=ids, tasks=st["tasks"], standardize=st["standardize"],
+                   scale_labels=st["normalize_labels"], exclude_file=st["exclude_file"],
+                   embedding_dim=st["embedding_dim"])
+    if out is not None:
+        _check_task_names(prep.tasks)
     if mode == "compat":
         _check_compat_labels(prep)
-    dev = _device(device)
-    splits = _splits(prep, int(folds), split_seed)
-    scores, hist = _run(prep, splits, mode, metric, int(epochs), seed, dev, progress)
-    return _assemble(prep, scores, hist, mode=mode, metric=metric, folds=int(folds), epochs=int(epochs),
-                     seed=seed, split_seed=split_seed, out=out)
+    splits = _splits(prep, int(st["folds"]), split_seed)
+    scores, hist = _run(prep, splits, mode, metric, int(st["epochs"]), seed, dev, progress,
+                        batch_size=int(st["batch_size"]), lr=float(st["learning_rate"]))
+    name = experiment if experiment is not None else (
+        Path(out).name if out is not None else Path(embeddings).stem if isinstance(embeddings, (str, Path))
+        else "eoembed")
+    result = _assemble(prep, scores, hist, mode=mode, metric=metric, seed=seed, split_seed=split_seed,
+                       settings=st, experiment=str(name))
+    result.experiment = None if experiment is None else str(experiment)
+    if out is not None:
+        write_result(result, out)
+    return result
 
 
-def _assemble(prep, scores, hist, *, mode, metric, folds, epochs, seed, split_seed, out) -> EvalResult:
+def _assemble(prep, scores, hist, *, mode, metric, seed, split_seed, settings, experiment) -> EvalResult:
     rows, task_results = [], {}
+    st = settings
     for k, t in enumerate(prep.tasks):
         s = scores[k]
         mean = float(np.nanmean(s)) if not np.isnan(s).all() else float("nan")
@@ -156,43 +289,79 @@ def _assemble(prep, scores, hist, *, mode, metric, folds, epochs, seed, split_se
         T, K, E = hist.shape
         history = pd.DataFrame({"task": np.repeat(prep.tasks, K * E), "fold": np.tile(np.repeat(np.arange(K), E), T),
                                 "epoch": np.tile(np.arange(1, E + 1), T * K), "score": hist.reshape(-1)})
-    overall_q = float(np.mean(per_task["q_stat"].to_numpy()))
-    overall_acc = float(np.mean(per_task["mean_score"].to_numpy()))
+    q_by_task = {t: float(per_task.loc[t, "q_stat"]) for t in prep.tasks}
+    acc_by_task = {t: float(per_task.loc[t, "mean_score"]) for t in prep.tasks}
+    overall_q = float(np.mean(list(q_by_task.values())))
+    overall_acc = float(np.mean(list(acc_by_task.values())))
     report = dict(prep.report)
     report["nan_folds"] = {t: int(per_task.loc[t, "nan_folds"]) for t in prep.tasks}
-    summary = {
+    tf = st["tasks"]
+    neuco_cfg = _neuco_config(st, mode, None if tf is None else [tf] if isinstance(tf, str) else list(tf))
+    # results_summary.json: exactly NeuCo-Bench's keys (benchmark/evaluation/results.py, save_results).
+    summary = {"experiment": experiment, "overall_q_score": overall_q, "overall_acc_score": overall_acc,
+               "task_q_scores": q_by_task, "task_acc_scores": acc_by_task, "config": neuco_cfg}
+    hyper = ({"epochs": int(st["epochs"]), "learning_rate": float(st["learning_rate"]),
+              "batch_size": int(st["batch_size"])} if mode == "compat" else {"probe": "eoembed_ridge"})
+    details = {
         "engine": "eoembed.bench",
         "mode": mode,
         "mode_note": MODE_NOTES[mode],
         "neuco_compatible": mode == "compat" and metric == "neuco",
         "metric": metric,
-        "overall_q_score": overall_q,
-        "overall_acc_score": overall_acc,
+        "experiment": experiment,
+        "settings": {"k_folds": int(st["folds"]), "test_size": 0.1, "split_seed": split_seed, "seed": seed,
+                     "epochs": int(st["epochs"]) if mode == "compat" else None,
+                     "batch_size": int(st["batch_size"]) if mode == "compat" else None,
+                     "learning_rate": float(st["learning_rate"]) if mode == "compat" else None,
+                     "weight_decay": 0.01 if mode == "compat" else None,
+                     "standardize_embeddings": "global scalar" if st["standardize"] else False,
+                     "normalize_labels": "min-max per task" if st["normalize_labels"] else False,
+                     "embedding_dim": st["embedding_dim"], "exclude_file": None if st["exclude_file"] is None
+                     else str(st["exclude_file"]), "output_fold_results": bool(st["output_fold_results"])},
+        "hyperparameters": hyper,
         "task_results": task_results,
-        "config": {"k_folds": folds, "test_size": 0.1, "split_seed": split_seed, "seed": seed,
-                   "epochs": epochs if mode == "compat" else None, "batch_size": 64 if mode == "compat" else None,
-                   "learning_rate": 1e-3 if mode == "compat" else None,
-                   "weight_decay": 0.01 if mode == "compat" else None,
-                   "standardize_embeddings": "global scalar", "normalize_labels": "min-max per task"},
         "report": report,
     }
-    summary = _json_safe(summary)
     result = EvalResult(per_task=per_task.drop(columns="nan_folds"), folds=fold_df, overall_q=overall_q,
-                        overall_acc=overall_acc, summary=summary, report=report, mode=mode, history=history)
-    if out is not None:
-        write_result(result, out)
+                        overall_acc=overall_acc, summary=summary, report=report, mode=mode, history=history,
+                        details=_json_safe(details))
     return result
 
 
-def write_result(result: EvalResult, out) -> Path:
-    """Write results_summary.json, <task>/<task>_result.json (NeuCo schema) and fold_scores.csv into ``out``."""
-    out = Path(out)
+def _task_result(result: EvalResult, task: str) -> dict:
+    """<task>_result.json exactly as NeuCo-Bench writes it (benchmark/evaluation/evaluation.py, cross_validate)."""
+    payload = {"q_stat": float(result.per_task.loc[task, "q_stat"]),
+               "mean_score": float(result.per_task.loc[task, "mean_score"]),
+               "std_dev": float(result.per_task.loc[task, "std_dev"]),
+               "hyperparamaters": dict(result.details["hyperparameters"])}  # sic: NeuCo-Bench's spelling
+    if result.details["settings"]["output_fold_results"]:
+        payload["q_t"] = [float(v) for v in result.folds.loc[result.folds["task"] == task, "score"]]
+    return payload
+
+
+def write_result(result: EvalResult, out, experiment: str | None = None) -> Path:
+    """Write ``result`` into the folder ``out`` as one NeuCo-Bench run folder, readable by NeuCo-Bench's own
+    summary code (``summarize_runs(output_dir, phase)`` reads ``output_dir/phase/*/results_summary.json``):
+
+    - results_summary.json: ``experiment``, ``overall_q_score``, ``overall_acc_score``, ``task_q_scores``,
+      ``task_acc_scores``, ``config`` (exactly NeuCo-Bench's keys; NaN written as NaN, as NeuCo-Bench does);
+    - <task>/<task>_result.json: ``q_stat``, ``mean_score``, ``std_dev``, ``hyperparamaters`` (NeuCo-Bench's
+      spelling) and ``q_t`` (per-fold scores) only with ``output_fold_results: true``;
+    - eoembed's own files: eoembed_report.json (mode, engine, seeds, per-task details with fold scores, the report
+      of dropped / filled / excluded rows), fold_scores.csv and, in compat mode, epoch_scores.csv.
+
+    experiment: name stored in results_summary.json (default: the one given to evaluate, else ``out``'s name).
+    """
+    out = _check_out(out)
+    _check_task_names(result.per_task.index)
+    name = str(experiment or result.experiment or out.name)
     out.mkdir(parents=True, exist_ok=True)
+    result.summary["experiment"] = result.details["experiment"] = name   # the file and memory agree
     (out / "results_summary.json").write_text(json.dumps(result.summary, indent=2))
-    for t, r in result.summary["task_results"].items():
+    for t in result.per_task.index:
         (out / t).mkdir(exist_ok=True)
-        payload = {"q_stat": r["q_stat"], "mean_score": r["mean_score"], "std_dev": r["std_dev"], "q_t": r["q_t"]}
-        (out / t / f"{t}_result.json").write_text(json.dumps(payload, indent=2))
+        (out / t / f"{t}_result.json").write_text(json.dumps(_task_result(result, t), indent=2))
+    (out / REPORT_FILE).write_text(json.dumps(result.details, indent=2))
     result.folds.to_csv(out / "fold_scores.csv", index=False)
     if result.history is not None:
         result.history.to_csv(out / "epoch_scores.csv", index=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eoembed.data.labels import read_label_file
+from eoembed.data.labels import LABEL_ORDER, read_label_file, task_row_order
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
 #: Accepted task type names in label file names, mapped to the canonical names.
@@ -155,7 +155,9 @@ def read_labels_any(labels) -> tuple[pd.DataFrame, dict, dict]:
     if out.index.duplicated().any():
         raise LabelError(f"labels DataFrame: duplicate id {out.index[out.index.duplicated()][0]!r}; keep one row per id.")
     out.attrs["task_types"] = canon
-    order = {t: out.index[out[t].notna()].to_numpy().astype(str) for t in out.columns}
+    if df.attrs.get(LABEL_ORDER):
+        out.attrs[LABEL_ORDER] = df.attrs[LABEL_ORDER]
+    order = {t: task_row_order(out, t).to_numpy().astype(str) for t in out.columns}  # = the label files' order
     return out, {t: 0 for t in out.columns}, order
 
 
@@ -178,15 +180,55 @@ def _listed(ids) -> list[str]:
     return [str(i) for i in list(ids)[:_MAX_LISTED]]
 
 
+def read_exclude_file(path) -> list[str]:
+    """Ids listed in a NeuCo-Bench exclude file: one id per line, surrounding spaces and empty lines ignored.
+
+    Unlike NeuCo-Bench (which ignores a missing exclude file silently), a missing file is an error."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataFileNotFound(f"exclude file {str(p)!r} does not exist or is not a file; give a text file with one "
+                               "embedding id per line (or no exclude_file).")
+    return [line.strip() for line in p.read_text().splitlines() if line.strip()]
+
+
+def _exclude(values, emb_ids, exclude_file):
+    """Drop the rows whose (suffix-stripped) id is listed in ``exclude_file``, like NeuCo-Bench's --exclude_file
+    (listed ids are matched as written). Returns (values, ids, report entry)."""
+    listed = read_exclude_file(exclude_file)
+    drop = np.isin(emb_ids, listed)
+    absent = sorted(set(listed) - set(emb_ids[drop].tolist()))
+    entry = {"file": str(exclude_file), "count": int(drop.sum()), "ids": _listed(emb_ids[drop]),
+             "not_in_embeddings": {"count": len(absent), "ids": _listed(absent)}}
+    return values[~drop], emb_ids[~drop], entry
+
+
+def _pad_to(X: np.ndarray, embedding_dim: int | None, source) -> tuple[np.ndarray, dict | None]:
+    """NeuCo-Bench's ``embedding_dim``: more columns than it is an error, fewer are zero-padded (before the
+    global standardisation, as NeuCo-Bench does)."""
+    if embedding_dim is None:
+        return X, None
+    d = X.shape[1]
+    if d > embedding_dim:
+        raise DataError(f"{source}: the embeddings have {d} columns but embedding_dim={embedding_dim}; NeuCo-Bench "
+                        f"rejects this too. Set embedding_dim to {d} (or None to infer it) or drop columns.")
+    if d == embedding_dim:
+        return X, None
+    return np.pad(X, ((0, 0), (0, embedding_dim - d))), {"from": int(d), "to": int(embedding_dim)}
+
+
 def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
-            scale_labels: bool = True) -> Prepared:
+            scale_labels: bool = True, exclude_file=None, embedding_dim: int | None = None) -> Prepared:
     """Match embeddings to labels like NeuCo-Bench, and report every dropped or filled row.
 
-    Steps: strip id suffixes; keep embedding rows whose id has a label in any task (others dropped, counted);
-    NaN / non-numeric embedding values -> 0 (counted); one global scalar mean/std over all kept values;
+    Steps: strip id suffixes; drop ids listed in ``exclude_file`` (counted); keep embedding rows whose id has a
+    label in any task (others dropped, counted); NaN / non-numeric embedding values -> 0 (counted); zero-pad to
+    ``embedding_dim`` columns if given (more columns: error); one global scalar mean/std over all kept values;
     labels min-max scaled per task over all labelled kept samples.
     """
     values, emb_ids, info = read_embeddings(embeddings, ids=ids)
+    excluded = None
+    if exclude_file is not None:
+        values, emb_ids, excluded = _exclude(values, emb_ids, exclude_file)
     lab, skipped, order = read_labels_any(labels)
     all_types = lab.attrs["task_types"]
     if tasks is not None:
@@ -207,6 +249,7 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
     X = np.where(nan_mask, 0.0, X)
+    X, padded = _pad_to(X, embedding_dim, info.get("source"))
     mu, sigma = float(X.mean()), float(X.std())
     if standardize:
         sigma_used = sigma if sigma != 0 else 1.0
@@ -253,6 +296,10 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
         "standardization": {"applied": bool(standardize), "mean": mu, "std": sigma},
         "embedding_dim": int(X.shape[1]),
     }
+    if excluded is not None:
+        report["excluded"] = excluded
+    if padded is not None:
+        report["zero_padded"] = padded
     if "flattened_dims" in info and info["flattened_dims"] != ["feature"]:
         report["flattened_dims"] = info["flattened_dims"]
     return Prepared(X=X, ids=kept_ids, Y=Y, Y_raw=Y_raw, tasks=list(tasks),

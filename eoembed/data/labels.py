@@ -16,6 +16,8 @@ from eoembed.errors import DataFileNotFound, LabelError
 #: File-name suffixes accepted for each task type (as in NeuCo-Bench).
 TYPE_ALIASES: dict[str, str] = {"classification": "classification", "cls": "classification",
                                 "regression": "regression", "regr": "regression"}
+#: ``df.attrs`` key of per-task id orders that differ from the row order (see :func:`task_row_order`).
+LABEL_ORDER = "label_order"
 
 
 def parse_label_filename(path: str | Path) -> tuple[str, str]:
@@ -64,6 +66,10 @@ def read_labels(labels_dir: str | Path, tasks: list[str] | None = None) -> pd.Da
 
     Samples without a label for a task get NaN. ``tasks`` restricts (and orders) the tasks read.
     Empty label files give an all-NaN column listed in ``df.attrs["empty_tasks"]``.
+    Rows keep the files' order (ids in order of first appearance, files in task order; not sorted), so that
+    ``evaluate(emb, read_labels(folder))`` splits exactly like ``evaluate(emb, folder)`` (NeuCo-Bench's folds index
+    each task's rows in file order); a task whose file lists its ids in another order keeps that order in
+    ``df.attrs["label_order"]``.
     """
     d = Path(labels_dir)
     if not d.is_dir():
@@ -97,14 +103,37 @@ def read_labels(labels_dir: str | Path, tasks: list[str] | None = None) -> pd.Da
         order = list(tasks)
     else:
         order = sorted(types)
-    df = pd.DataFrame({k: cols[k] for k in order})
-    df.index = df.index.astype(str)
-    df.index.name = "id"
-    df = df.sort_index()
+    # Rows in order of first appearance (files in task order), never sorted: NeuCo-Bench's splits index each
+    # task's rows in file order, so evaluating this DataFrame must see the same order as the folder.
+    all_ids = [cols[k].index.to_numpy(dtype=object) for k in order]
+    index = pd.Index(pd.unique(np.concatenate(all_ids)) if all_ids else [], dtype=object).astype(str)
+    index.name = "id"
+    df = pd.DataFrame({k: cols[k].reindex(index) for k in order}, index=index)
     df.attrs["task_types"] = {k: types[k] for k in order}
+    file_order = {}
+    for k in order:
+        ids = cols[k].index[cols[k].notna()]
+        if not ids.equals(index[df[k].notna().to_numpy()]):
+            file_order[k] = ids.to_numpy(dtype=str)   # only tasks whose file order the index cannot show
+    if file_order:
+        df.attrs[LABEL_ORDER] = file_order
     if empty:
         df.attrs["empty_tasks"] = empty
     return df
+
+
+def task_row_order(df: pd.DataFrame, task: str) -> pd.Index:
+    """Ids labelled for ``task`` in the order NeuCo-Bench's splits see them (the label file's row order).
+
+    That is the DataFrame's row order, unless ``df.attrs["label_order"][task]`` (set by :func:`read_labels` when a
+    file lists its ids in another order than the index) says otherwise; ids labelled in ``df`` but absent from
+    that list (rows added later) follow in row order."""
+    labelled = df.index[df[task].notna().to_numpy()]
+    saved = (df.attrs.get(LABEL_ORDER) or {}).get(task)
+    if saved is None:
+        return labelled
+    saved = pd.Index(np.asarray(saved, dtype=str))
+    return saved[saved.isin(labelled)].append(labelled[~labelled.isin(saved)])
 
 
 def write_labels(df: pd.DataFrame, labels_dir: str | Path, task_types: dict[str, str] | None = None,
