@@ -199,3 +199,16 @@ def test_overlapping_compute_blocks_on_threads_leave_no_trace():
         t.join(timeout=20)
     assert seen == ["ieee", "ieee"]
     assert runtime.global_state() == before
+
+
+def test_evaluation_results_record_their_precision(sample_root, tmp_path):
+    import json
+
+    from eoembed.bench import evaluate
+    from eoembed.pipeline import raw_band_features
+    from eoembed.data import open_cube
+
+    emb = raw_band_features(open_cube(sample_root))
+    res = evaluate(emb, sample_root / "labels", folds=3, tasks=["crops"], out=tmp_path / "ev", progress=False)
+    assert res.details["precision"]["precision"] == "float32"
+    assert json.loads((tmp_path / "ev" / "eoembed_report.json").read_text())["precision"]["precision"] == "float32"

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import ShuffleSplit
 
+from eoembed import runtime
 from eoembed.bench.config import NEUCO_DEFAULTS, read_config
 from eoembed.bench.io import Prepared, prepare
 from eoembed.bench.metrics import q_score
@@ -70,15 +71,11 @@ def _json_safe(obj):
 
 
 def _device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """eoembed.runtime.resolve_device, with the evaluation's error type."""
     try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DataError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"device={device!r} but no CUDA GPU is available here; use device='cpu' (or None).")
-    return dev
+        return runtime.resolve_device(device)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _splits(prep: Prepared, folds: int, split_seed: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
@@ -319,6 +316,7 @@ def _assemble(prep, scores, hist, *, mode, metric, seed, split_seed, settings, e
                      "embedding_dim": st["embedding_dim"], "exclude_file": None if st["exclude_file"] is None
                      else str(st["exclude_file"]), "output_fold_results": bool(st["output_fold_results"])},
         "hyperparameters": hyper,
+        "precision": runtime.describe("float32"),   # probes always compute in full float32 (eoembed.runtime)
         "task_results": task_results,
         "report": report,
     }
@@ -420,4 +418,5 @@ def label_fraction_curve(embeddings, labels, fractions=(0.01, 0.1, 0.3, 0.5, 1.0
     df.attrs["report"] = prep.report
     df.attrs["mode"] = mode
     df.attrs["metric"] = metric
+    df.attrs["precision"] = runtime.describe("float32")
     return df
