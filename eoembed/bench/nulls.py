@@ -76,13 +76,13 @@ def permute_labels(labels: Any, seed: int | Sequence[int] = 0) -> pd.DataFrame:
     return out
 
 
-def null_control(embeddings: Any, labels: Any, draws: int = 5, seed: int = 0,
+def null_control(embeddings: Any, labels: Any, draws: int = 5, null_seed: int = 0,
                  **evaluate_kwargs: Any) -> NullControl:
     """Score ``embeddings`` with :func:`eoembed.bench.evaluate` on ``draws`` permutations of ``labels``.
 
     Each draw permutes every task's labels among its labelled samples (:func:`permute_labels`, seed
-    ``[seed, draw]``) and evaluates with ``evaluate_kwargs`` (pass the same folds, mode, epochs, seed and tasks as
-    the score it is compared with; the folds stay the same, only the labels move). Returns the per-draw scores,
+    ``[null_seed, draw]``) and evaluates with ``evaluate_kwargs`` (pass the same folds, mode, epochs, seed and
+    tasks as the score it is compared with; the folds stay the same, only the labels move). Returns the per-draw scores,
     their mean and spread per task and overall (see :class:`NullControl`).
     """
     from eoembed.bench import evaluate
@@ -96,7 +96,7 @@ def null_control(embeddings: Any, labels: Any, draws: int = 5, seed: int = 0,
     lab = _labels_frame(labels)
     rows = []
     for d in range(int(draws)):
-        res = evaluate(embeddings, permute_labels(lab, seed=[int(seed), d]), **kw)
+        res = evaluate(embeddings, permute_labels(lab, seed=[int(null_seed), d]), **kw)
         rows.append({"q_bar": float(res.overall_q), **{t: float(v) for t, v in res.per_task["q_stat"].items()}})
     table = pd.DataFrame(rows)
     table.index.name = "draw"

@@ -181,7 +181,7 @@ def _score(emb: xr.DataArray, split: SelectionSplit, eval_kw: dict, null_draws: 
     from eoembed.bench.nulls import null_control
 
     ev = evaluate(emb, split.report, **eval_kw)
-    null = null_control(emb, split.report, draws=null_draws, seed=null_seed, **eval_kw)
+    null = null_control(emb, split.report, draws=null_draws, null_seed=null_seed, **eval_kw)
     fields = {"q_report": float(ev.overall_q), "acc": float(ev.overall_acc), **null.gap(ev.overall_q)}
     q = {t: float(v) for t, v in ev.per_task["q_stat"].items()}
     sc = {t: float(v) for t, v in ev.per_task["mean_score"].items()}

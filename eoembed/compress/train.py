@@ -195,14 +195,14 @@ class TrainResult:
         """Write the selected embeddings (see :func:`export_embeddings`)."""
         return export_embeddings(self.embeddings, path, dtype=dtype, overwrite=overwrite)
 
-    def null_control(self, draws: int = 5, seed: int = 0, **evaluate_kwargs: Any) -> Any:
+    def null_control(self, draws: int = 5, null_seed: int = 0, **evaluate_kwargs: Any) -> Any:
         """:func:`eoembed.bench.null_control` of the selected embeddings on the report part (labels permuted within
         each task), with the protocol of ``q_report`` (``q_kwargs``) unless overridden."""
         if self.split is None:
             raise ValueError("this run was trained without labels: there is no report set to control")
         from eoembed.bench.nulls import null_control
 
-        return null_control(self.embeddings, self.split.report, draws=draws, seed=seed,
+        return null_control(self.embeddings, self.split.report, draws=draws, null_seed=null_seed,
                             **{**self.q_kwargs, **evaluate_kwargs})
 
 
