@@ -184,3 +184,23 @@ def test_cli_ablate_prints_held_out_and_null(emb, tmp_path):
     assert list(table.index) == ["presto", "PCA (all models)"] and np.isfinite(table["q_null_std"]).all()
     sel = pd.read_csv(tmp_path / "abl" / "selection.csv")
     assert set(sel.loc[sel["combination"] == "PCA (all models)", "candidate"]) == {2, 4}
+
+
+def test_select_dim_uses_selection_part_only(emb, monkeypatch):
+    """select_dim scores every candidate size on the selection part only and keeps the best (smallest on ties)."""
+    import eoembed.compress.selection as selection_mod
+    from eoembed.compress import pca_baseline, select_dim
+
+    data, labels = emb
+    split = split_labels(labels, seed=1)
+    full = pca_baseline(data, out_dim=8)
+    calls = []
+
+    def fake_score(embeddings, split_, parts=("select", "report"), **kw):
+        calls.append((int(embeddings.sizes["feature"]), tuple(parts), split_ is split))
+        return {"q_select": {2: 1.0, 4: 3.0, 8: 3.0}[int(embeddings.sizes["feature"])]}
+
+    monkeypatch.setattr(selection_mod, "score_split", fake_score)
+    k, table = select_dim(full, split, [8, 2, 4, 64], folds=5)
+    assert k == 4 and list(table["candidate"]) == [2, 4, 8] and list(table["chosen"]) == [False, True, False]
+    assert calls == [(2, ("select",), True), (4, ("select",), True), (8, ("select",), True)]

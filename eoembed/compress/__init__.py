@@ -8,6 +8,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     'default_combos': 'ablation',
     'pca_baseline': 'baselines',
     'rcf_baseline': 'baselines',
+    'select_dim': 'baselines',
     'fuse': 'fusion',
     'fused_slices': 'fusion',
     'load_store': 'fusion',
@@ -33,4 +34,4 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = ["AblationResult", "Compressor", "CompressorConfig", "IN_LOOP_Q_FOLDS", "PRESETS", "TrainResult",
            "ablate", "default_combos", "encode", "export_embeddings", "fuse", "fused_slices", "load_checkpoint",
            "load_store", "model_family", "pca_baseline", "rcf_baseline", "resolve_config", "resolve_weights",
-           "score_split", "select_checkpoint", "select_models", "SelectionSplit", "split_labels", "train_compressor"]
+           "score_split", "select_checkpoint", "select_dim", "select_models", "SelectionSplit", "split_labels", "train_compressor"]

@@ -9,8 +9,8 @@ Protocol (:func:`ablate`)
   when a cube is given) their number of components among ``baseline_dims``.
 - Each row's chosen embeddings are then scored on the report part only (``eval_folds`` folds, 40 = NeuCo
   default): ``q_report``. The same embeddings are scored on ``null_draws`` permutations of the report labels
-  (:func:`eoembed.bench.null_control`, same protocol): ``q_null`` +/- ``q_null_std``, and ``q_gap = q_report -
-  q_null``. Under the compat protocol each embedding geometry has its own level on noise (issue 9: autoencoder
+  (:func:`eoembed.bench.null_control`, same protocol, the same permutations for every row): ``q_null`` +/-
+  ``q_null_std``, and ``q_gap = q_report - q_null``. Under the compat protocol each embedding geometry has its own level on noise (issue 9: autoencoder
   about -0.3, PCA -2.7, RCF -2.9 on pure-noise labels), so rows are compared by ``q_gap`` against ``q_null_std``,
   not by raw ``q_report``.
 
@@ -124,17 +124,9 @@ def _check_inputs(store: Any, labels: Any, combos: Any, baselines: Sequence[str]
     return labels, fused_all, combos_l, bases
 
 
-def _choose_dim(emb: xr.DataArray, dims: Sequence[int], split: SelectionSplit, q_kw: dict,
-                name: str) -> tuple[int, list[dict]]:
-    """The number of leading (PCA-ordered) components with the best selection Q-bar (smallest on ties)."""
-    cands = [k for k in dims if k <= emb.sizes["feature"]] or [int(emb.sizes["feature"])]
-    rows = []
-    for k in cands:
-        q = score_split(emb.isel(feature=slice(0, k)), split, parts=("select",), **q_kw)["q_select"]
-        rows.append({"combination": name, "candidate": k, "q_select": q, "chosen": False})
-    best = max(range(len(rows)), key=lambda i: (np.nan_to_num(rows[i]["q_select"], nan=-np.inf), -i))
-    rows[best]["chosen"] = True
-    return int(rows[best]["candidate"]), rows
+def _records(candidates: pd.DataFrame, name: str) -> list[dict]:
+    return [{"combination": name, "candidate": int(r.candidate), "q_select": float(r.q_select),
+             "chosen": bool(r.chosen)} for r in candidates.itertuples()]
 
 
 def _autoencoder(fused: xr.DataArray, labels: pd.DataFrame, split: SelectionSplit, name: str, run_dir: Any,
@@ -152,25 +144,25 @@ def _autoencoder(fused: xr.DataArray, labels: pd.DataFrame, split: SelectionSpli
 def _baseline(method: str, fused: xr.DataArray, cube: Any, split: SelectionSplit, dims: list[int], q_kw: dict,
               seed: int | None, device: Any, rcf_features: int) -> tuple[xr.DataArray, dict, list[dict]]:
     """PCA / RCF embeddings at the size chosen on the selection part; (embeddings, row fields, candidates)."""
-    from eoembed.compress.baselines import pca_baseline, rcf_baseline
+    from eoembed.compress.baselines import pca_baseline, rcf_baseline, select_dim
 
     name = _BASELINE_NAMES[method]
     if method == "pca":
         full = pca_baseline(fused, out_dim=max(dims), seed=1337 if seed is None else seed)
-        k, sel = _choose_dim(full, dims, split, q_kw, name)
+        k, sel = select_dim(full, split, dims, **q_kw)
         emb = full if k == full.sizes["feature"] else pca_baseline(fused, out_dim=k,
                                                                    seed=1337 if seed is None else seed)
-        return emb, {"selected_epoch": np.nan, "mse": float(emb.attrs["val_mse"])}, sel
+        return emb, {"selected_epoch": np.nan, "mse": float(emb.attrs["val_mse"])}, _records(sel, name)
     full = rcf_baseline(cube, n_features=rcf_features, out_dim=max(dims), seed=seed or 0, device=device,
                         progress=False)
     missing = sorted(set(map(str, fused["sample"].values)) - set(map(str, full["sample"].values)))
     if missing:
         raise ValueError(f"the cube lacks {len(missing)} samples of the store (e.g. {missing[:3]}); "
                          "pass the cube the embeddings were extracted from")
-    k, sel = _choose_dim(full, dims, split, q_kw, name)
+    k, sel = select_dim(full, split, dims, **q_kw)
     emb = full.isel(feature=slice(0, k))
     emb.attrs = dict(full.attrs, out_dim=k)
-    return emb, {"selected_epoch": np.nan, "mse": float("nan")}, sel
+    return emb, {"selected_epoch": np.nan, "mse": float("nan")}, _records(sel, name)
 
 
 def _score(emb: xr.DataArray, split: SelectionSplit, eval_kw: dict, null_draws: int,
