@@ -62,6 +62,12 @@ def test_split_by_tasks_and_errors(emb):
         split_labels(labels.iloc[:30], select_fraction=0.2)
     with pytest.raises(ValueError, match="select_fraction"):
         split_labels(labels, select_fraction=1.0)
+    rare = labels.copy()
+    rare["cls_c"] = 0.0
+    rare.iloc[0, rare.columns.get_loc("cls_c")] = 1.0  # one positive: one side has a single class
+    rare.attrs = labels.attrs
+    with pytest.raises(LabelError, match="'cls_c' has a single class in the (selection|report) set"):
+        split_labels(rare, select_fraction=0.5)
 
 
 def test_history_keeps_both_curves_on_disjoint_parts(emb, tmp_path):

@@ -102,12 +102,15 @@ def _normalised(labels: Any) -> pd.DataFrame:
 
 
 def _check_counts(part: pd.DataFrame, name: str, how: str) -> None:
+    fix = ("Use more labelled samples, another select_fraction or select_seed, or leave the task out (q_tasks=) / "
+           "select on tasks (select_tasks=).")
     for t in part.columns:
         n = int(part[t].notna().sum())
         if n < MIN_PER_PART:
             raise LabelError(f"task {t!r} has only {n} labelled samples in the {name} set ({how}); each task needs "
-                             f">= {MIN_PER_PART} on each side. Use more labelled samples, another select_fraction, "
-                             "or leave the task out (q_tasks=) / select on tasks (select_tasks=).")
+                             f">= {MIN_PER_PART} on each side. {fix}")
+        if part.attrs["task_types"][t] == "classification" and part[t].nunique() < 2:
+            raise LabelError(f"classification task {t!r} has a single class in the {name} set ({how}). {fix}")
 
 
 def split_labels(labels: Any, ids: Sequence[str] | None = None, *, select_fraction: float = 0.5,
