@@ -117,8 +117,8 @@ def test_loss_decreases_and_outputs(store, tmp_path):
     assert list(h["epoch"]) == [4, 8, 12] and len(seen) == 3 and seen[0]["epoch"] == 4
     assert h["train_loss"].iloc[-1] < h["train_loss"].iloc[0]
     assert h["val_mse"].iloc[-1] < h["val_mse"].iloc[0]
-    assert {"epoch", "train_loss", "val_mse", "q_bar", "mse/presto"} <= set(h.columns)
-    assert h["q_bar"].isna().all() and res.selection == "val_mse"
+    assert {"epoch", "train_loss", "val_mse", "q_select", "q_report", "mse/presto"} <= set(h.columns)
+    assert h["q_select"].isna().all() and h["q_report"].isna().all() and res.selection == "val_mse"
     assert res.embeddings.shape == (48, 4) and res.embeddings.dims == ("sample", "feature")
     assert (tmp_path / "run" / "history.csv").exists()
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 3
@@ -156,13 +156,14 @@ def test_deterministic_history_on_cpu(emb):
 
 
 def test_select_checkpoint_on_constructed_history():
+    # the report curve peaks elsewhere (epoch 25): selection must follow q_select only
     hist = pd.DataFrame({"epoch": [5, 10, 15, 20, 25], "val_mse": [0.9, 0.5, 0.3, 0.2, 0.25],
-                         "q_bar": [1.0, 4.0, 7.5, 7.5, 6.0]})
+                         "q_select": [1.0, 4.0, 7.5, 7.5, 6.0], "q_report": [0.5, 1.0, 2.0, 3.0, 9.0]})
     sel = select_checkpoint(hist)
-    assert sel["selected_epoch"] == 15 and sel["selection"] == "q_bar" and sel["best_q"] == 7.5
-    assert sel["best_mse_epoch"] == 20
-    sel = select_checkpoint(hist.assign(q_bar=np.nan))
-    assert sel["selected_epoch"] == 20 and sel["selection"] == "val_mse" and sel["best_q_epoch"] is None
+    assert sel["selected_epoch"] == 15 and sel["selection"] == "q_select" and sel["q_select"] == 7.5
+    assert sel["q_report"] == 2.0 and sel["best_mse_epoch"] == 20
+    sel = select_checkpoint(hist.assign(q_select=np.nan))
+    assert sel["selected_epoch"] == 20 and sel["selection"] == "val_mse" and sel["q_report"] == 3.0
     sel = select_checkpoint(hist.to_dict("records")[::-1])  # list of rows, any order
     assert sel["selected_epoch"] == 15
     with pytest.raises(ValueError, match="empty"):

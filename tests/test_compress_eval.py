@@ -26,14 +26,18 @@ def test_in_loop_q_history_and_selection(emb, tmp_path):
     res = train_compressor(data, labels, epochs=6, eval_every=2, q_folds=4, callbacks=[rows.append],
                            out=tmp_path / "run", progress=False, **TINY)
     h = res.history
-    assert {"q_bar", "q/reg_a", "q/reg_b", "q/cls_c", "val_mse", "train_loss"} <= set(h.columns)
-    assert np.isfinite(h["q_bar"]).all() and [r["epoch"] for r in rows] == [2, 4, 6]
-    assert res.selection == "q_bar"
-    assert res.selected_epoch == int(h.loc[h["q_bar"].idxmax(), "epoch"])
+    for part in ("select", "report"):
+        assert {f"q_{part}", f"q_{part}/reg_a", f"q_{part}/reg_b", f"q_{part}/cls_c"} <= set(h.columns)
+        assert np.isfinite(h[f"q_{part}"]).all()
+    assert {"val_mse", "train_loss"} <= set(h.columns) and [r["epoch"] for r in rows] == [2, 4, 6]
+    assert res.selection == "q_select"
+    assert res.selected_epoch == int(h.loc[h["q_select"].idxmax(), "epoch"])
+    sel_row = h.set_index("epoch").loc[res.selected_epoch]
+    assert res.q_select == sel_row["q_select"] and res.q_report == sel_row["q_report"]
     assert res.best_mse_epoch == int(h.loc[h["val_mse"].idxmin(), "epoch"])
     assert res.checkpoint.exists() and res.mse_checkpoint.exists()
     back = pd.read_csv(tmp_path / "run" / "history.csv")
-    np.testing.assert_allclose(back["q_bar"], h["q_bar"])
+    np.testing.assert_allclose(back["q_report"], h["q_report"])
     # the result's embeddings are the selected checkpoint's encoder output
     np.testing.assert_allclose(res.encode(data).values, res.embeddings.values, rtol=1e-5, atol=1e-6)
 
@@ -61,13 +65,26 @@ def test_ablation_table_and_per_task(emb, tmp_path):
                  eval_folds=4, q_folds=3, out=tmp_path / "abl", rcf_features=8, progress=False, **TINY)
     t = res.table
     assert list(t.index) == ["presto", "croma_tiny + presto", "PCA (all models)", "RCF (cube)"]
-    assert {"method", "q_bar", "z", "mse", "n_models", "out_dim"} <= set(t.columns)
+    assert list(t.columns) == ["method", "models", "n_models", "in_dim", "out_dim", "selected_epoch", "q_report",
+                               "q_null", "q_null_std", "q_gap", "z", "acc", "mse"]
     assert list(t["method"]) == ["autoencoder", "autoencoder", "pca", "rcf"]
-    assert np.isfinite(t["q_bar"]).all() and np.isfinite(t["z"]).all() and np.isnan(t.loc["RCF (cube)", "mse"])
+    assert np.isfinite(t[["q_report", "q_null", "q_null_std", "q_gap", "z"]]).all().all()
+    np.testing.assert_allclose(t["q_gap"], t["q_report"] - t["q_null"])
+    assert np.isnan(t.loc["RCF (cube)", "mse"])
+    # each row's choice was made on the selection part: one chosen candidate per row, the best q_select
+    for name, g in res.selection.groupby("combination"):
+        assert g["chosen"].sum() == 1 and g.loc[g["chosen"], "q_select"].iloc[0] == g["q_select"].max()
+    assert set(res.selection["combination"]) == set(t.index)
+    # the table's Q is the report part's: re-evaluating the PCA row on the report labels gives it
+    ev = bench.evaluate(res.runs["PCA (all models)"], res.split.report, folds=4, progress=False)
+    assert np.isclose(ev.overall_q, t.loc["PCA (all models)", "q_report"])
+    assert not set(res.split.select_ids) & set(res.split.report_ids)
     assert set(res.per_task.columns) == {"cls_c", "reg_a", "reg_b"}
     assert list(res.per_task.index) == list(t.index)
     np.testing.assert_allclose(t["z"], bench.z_scores(res.per_task.T).values)  # same Z as bench.compare
     # resumed: finished runs are read back, same table
     again = ablate(store, labels, combos=[["presto"], ["croma_tiny", "presto"]], cube=cube, epochs=2, eval_every=2,
                    eval_folds=4, q_folds=3, out=tmp_path / "abl", rcf_features=8, progress=False, **TINY)
-    pd.testing.assert_frame_equal(again.table[["q_bar", "z", "mse"]], t[["q_bar", "z", "mse"]])
+    cols = ["q_report", "q_null", "q_null_std", "q_gap", "z", "mse", "out_dim"]
+    pd.testing.assert_frame_equal(again.table[cols], t[cols])
+    assert all(isinstance(v, str) for v in again.runs.values())  # read back, not recomputed

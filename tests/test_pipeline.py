@@ -17,7 +17,8 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     summary = demo(str(out), **kw)
     assert set(summary["overall_q"]) == {"raw_bands", "croma_base", "presto", "fused_ae"}
     assert [row["epoch"] for row in summary["history"]] == [2, 4]
-    assert all(pd.notna(row["q_bar"]) and row["val_mse"] > 0 for row in summary["history"])
+    assert all(pd.notna(row["q_select"]) and pd.notna(row["q_report"]) and row["val_mse"] > 0
+               for row in summary["history"])
     emb = pd.read_csv(out / "embeddings.csv")
     assert emb.shape == (40, 17) and list(emb.columns[:3]) == ["id", "0", "1"]
     assert json.loads((out / "demo_summary.json").read_text())["n_samples"] == 40

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-ROWS = [{"epoch": 2, "train_loss": 1.0, "val_mse": 0.9, "q_bar": 10.0, "q/a": 1.0},
-        {"epoch": 4, "train_loss": 0.5, "val_mse": 0.6, "q_bar": 12.5},
-        {"epoch": 6, "train_loss": 0.4, "val_mse": 0.5, "q_bar": 11.0}]
+ROWS = [{"epoch": 2, "train_loss": 1.0, "val_mse": 0.9, "q_report": 10.0, "q/a": 1.0},
+        {"epoch": 4, "train_loss": 0.5, "val_mse": 0.6, "q_report": 12.5},
+        {"epoch": 6, "train_loss": 0.4, "val_mse": 0.5, "q_report": 11.0}]
 
 
 def _sources(root_model):
@@ -16,7 +16,7 @@ def _sources(root_model):
     out = {}
     for s in root_model.references():
         if isinstance(s, ColumnDataSource):
-            for m in ("val_mse", "q_bar"):
+            for m in ("val_mse", "q_report"):
                 if m in s.data:
                     out.setdefault(m, []).append({k: list(map(float, v)) for k, v in s.data.items()})
     return out
@@ -29,8 +29,8 @@ def test_live_history_streams_rows_into_rendered_plot():
     for r in ROWS:
         live(r)
     srcs = _sources(root)
-    assert set(srcs) == {"val_mse", "q_bar"}
-    for m in ("val_mse", "q_bar"):
+    assert set(srcs) == {"val_mse", "q_report"}
+    for m in ("val_mse", "q_report"):
         assert srcs[m], m
         for d in srcs[m]:  # curve and scatter glyphs both updated in place
             assert d["epoch"] == [2.0, 4.0, 6.0]
@@ -42,13 +42,13 @@ def test_live_history_streams_rows_into_rendered_plot():
 
 def test_live_history_missing_metric_is_nan():
     from widgets import LiveHistory
-    live = LiveHistory(metrics=("val_mse", "q_bar"))
-    live({"epoch": 1, "val_mse": 0.7})  # labels=None run: no q_bar key
-    live({"epoch": 2, "val_mse": 0.6, "q_bar": None})
-    q = live.buffers["q_bar"].data
-    assert len(q) == 2 and q["q_bar"].isna().all()
+    live = LiveHistory(metrics=("val_mse", "q_report"))
+    live({"epoch": 1, "val_mse": 0.7})  # labels=None run: no q_report key
+    live({"epoch": 2, "val_mse": 0.6, "q_report": None})
+    q = live.buffers["q_report"].data
+    assert len(q) == 2 and q["q_report"].isna().all()
     assert list(live.buffers["val_mse"].data["val_mse"]) == [0.7, 0.6]
-    assert live.history["q_bar"].isna().all()
+    assert live.history["q_report"].isna().all()
     with pytest.raises(KeyError, match="epoch"):
         live({"val_mse": 1.0})
     live.clear()
@@ -57,7 +57,7 @@ def test_live_history_missing_metric_is_nan():
 
 
 def test_live_history_as_train_callback():
-    """A real (tiny) train_compressor run without labels: one row per evaluation, q_bar NaN."""
+    """A real (tiny) train_compressor run without labels: one row per evaluation, Q-bar curves NaN."""
     from eoembed.compress import train_compressor
     from widgets import LiveHistory
     rng = np.random.default_rng(0)
@@ -70,7 +70,8 @@ def test_live_history_as_train_callback():
                            callbacks=[live], progress=False)
     assert list(live.history["epoch"]) == list(res.history["epoch"]) == [2, 4]
     assert np.allclose(live.buffers["val_mse"].data["val_mse"], res.history["val_mse"])
-    assert live.buffers["q_bar"].data["q_bar"].isna().all()
+    for m in ("q_select", "q_report"):  # train_compressor's selection / report curves, NaN without labels
+        assert live.buffers[m].data[m].isna().all()
 
 
 @pytest.fixture(scope="module")

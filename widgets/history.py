@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 #: Axis labels of the usual history columns (others are shown by their column name).
-LABELS = {"val_mse": "validation MSE", "q_bar": "Q-bar", "train_loss": "train loss", "val_loss": "validation loss"}
+LABELS = {"val_mse": "validation MSE", "q_select": "Q-bar (selection set)", "q_report": "Q-bar (report set)",
+          "q_bar": "Q-bar", "train_loss": "train loss", "val_loss": "validation loss"}
 
 
 def _num(v: Any) -> float:
@@ -30,18 +31,18 @@ class LiveHistory:
     Each call ``live(row)`` appends the history row and streams ``(epoch, metric)`` into one HoloViews
     ``Buffer`` per metric; every displayed copy of the plot (one linked panel per metric, shared epoch axis)
     updates in place (one Buffer per metric: DynamicMaps sharing one Buffer were seen to leave all but the first
-    plot empty). Rows without a metric (``q_bar`` of ``labels=None`` runs) give NaN (a gap), never an error.
+    plot empty). Rows without a metric (``q_select`` of ``labels=None`` runs) give NaN (a gap), never an error.
     In notebooks run ``hv.extension('bokeh', inline=True)`` first so BokehJS is loaded without a CDN.
     """
 
-    def __init__(self, metrics: Sequence[str] = ("val_mse", "q_bar"), height: int = 200, width: int = 500,
-                 length: int = 100_000):
+    def __init__(self, metrics: Sequence[str] = ("val_mse", "q_select", "q_report"), height: int = 200,
+                 width: int = 500, length: int = 100_000):
         from holoviews.streams import Buffer
 
         if isinstance(metrics, str):
             metrics = [metrics]
         if not metrics:
-            raise ValueError("metrics must name at least one history column, e.g. ('val_mse', 'q_bar')")
+            raise ValueError("metrics must name at least one history column, e.g. ('val_mse', 'q_report')")
         self.metrics = list(metrics)
         self.height, self.width = int(height), int(width)
         self._rows: list[dict] = []

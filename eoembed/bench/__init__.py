@@ -13,7 +13,10 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     'q_score': 'metrics',
     'tessera_score': 'metrics',
     'z_scores': 'metrics',
+    'NullControl': 'nulls',
+    'null_control': 'nulls',
+    'permute_labels': 'nulls',
 })
 
 __all__ = ["evaluate", "EvalResult", "compare", "q_score", "z_scores", "leaderboard", "label_fraction_curve",
-           "tessera_score", "write_result"]
+           "tessera_score", "write_result", "null_control", "NullControl", "permute_labels"]

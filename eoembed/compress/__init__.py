@@ -8,6 +8,7 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     'default_combos': 'ablation',
     'pca_baseline': 'baselines',
     'rcf_baseline': 'baselines',
+    'select_dim': 'baselines',
     'fuse': 'fusion',
     'fused_slices': 'fusion',
     'load_store': 'fusion',
@@ -18,6 +19,9 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     'CompressorConfig': 'model',
     'resolve_config': 'model',
     'resolve_weights': 'model',
+    'SelectionSplit': 'selection',
+    'score_split': 'selection',
+    'split_labels': 'selection',
     'IN_LOOP_Q_FOLDS': 'train',
     'TrainResult': 'train',
     'encode': 'train',
@@ -30,4 +34,4 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = ["AblationResult", "Compressor", "CompressorConfig", "IN_LOOP_Q_FOLDS", "PRESETS", "TrainResult",
            "ablate", "default_combos", "encode", "export_embeddings", "fuse", "fused_slices", "load_checkpoint",
            "load_store", "model_family", "pca_baseline", "rcf_baseline", "resolve_config", "resolve_weights",
-           "select_checkpoint", "select_models", "train_compressor"]
+           "score_split", "select_checkpoint", "select_dim", "select_models", "SelectionSplit", "split_labels", "train_compressor"]

@@ -7,6 +7,9 @@
 - :func:`rcf_baseline`: the 4th-place Embed2Scale recipe, training-free: torchgeo ``RCF`` in "empirical" mode
   (3x3 filters sampled from the cube's own images, ZCA-whitened) on every cube channel per season, features
   averaged over the seasons, then PCA to ``out_dim`` (capped the same way) fitted on all samples.
+- :func:`select_dim`: the baselines' one choice, their size, made like the compressor's epoch: on the selection
+  part of a :func:`~eoembed.compress.split_labels` split only (both outputs are PCA-ordered, so the first k
+  columns are the k-component embedding); report the chosen size on the report part.
 """
 from __future__ import annotations
 
@@ -16,13 +19,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
 from eoembed import runtime
 from eoembed.errors import DataError
 
-__all__ = ["pca_baseline", "rcf_baseline"]
+__all__ = ["pca_baseline", "rcf_baseline", "select_dim"]
 
 _IN_MEMORY_BYTES = 2 * 1024**3  # rcf_baseline loads cubes up to this size into memory, streams larger ones
 
@@ -72,6 +76,26 @@ def pca_baseline(store: Any, out_dim: int = 1024, *, models: Sequence[str] | Non
              "out_dim_requested": int(out_dim), "val_mse": val_mse,
              "explained_variance": float(pca.explained_variance_ratio_.sum())}
     return xr.DataArray(z, dims=("sample", "feature"), coords=_coords_like(fused, k), name="embedding", attrs=attrs)
+
+
+def select_dim(embeddings: xr.DataArray, split: Any, dims: Sequence[int],
+               **evaluate_kwargs: Any) -> tuple[int, pd.DataFrame]:
+    """The number of leading (PCA-ordered) components with the best Q-bar on ``split``'s selection part.
+
+    embeddings: a PCA-ordered (sample, feature) array (:func:`pca_baseline`, :func:`rcf_baseline`) with at least
+    ``max(dims)`` features (larger candidates are dropped). split: a :class:`~eoembed.compress.SelectionSplit`.
+    evaluate_kwargs: the :func:`eoembed.bench.evaluate` protocol. Returns (chosen size, DataFrame of candidates
+    with ``candidate``, ``q_select``, ``chosen``); ties go to the smallest size. The report part is not used.
+    """
+    from eoembed.compress.selection import score_split
+
+    width = int(embeddings.sizes["feature"])
+    cands = sorted({int(k) for k in dims if 1 <= int(k) <= width}) or [width]
+    q = [score_split(embeddings.isel(feature=slice(0, k)), split, parts=("select",), **evaluate_kwargs)["q_select"]
+         for k in cands]
+    best = int(np.argmax(np.nan_to_num(np.asarray(q, dtype=float), nan=-np.inf)))
+    table = pd.DataFrame({"candidate": cands, "q_select": q, "chosen": [i == best for i in range(len(cands))]})
+    return cands[best], table
 
 
 class _CubeImages(torch.utils.data.Dataset):

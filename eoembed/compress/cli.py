@@ -63,6 +63,11 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="epochs (default 160)"),
     eval_every: int = typer.Option(5, help="evaluate + checkpoint every N epochs"),
     val_fraction: float = typer.Option(0.2, help="held-out fraction for the validation MSE"),
+    select_fraction: float = typer.Option(0.5, help="fraction of the labelled samples that selects the epoch "
+                                                    "(the rest reports)"),
+    select_task: Optional[list[str]] = typer.Option(None, help="select the epoch on this task, report the others "
+                                                              "(repeat; replaces --select-fraction)"),
+    select_seed: int = typer.Option(0, help="seed of the selection/report sample split"),
     seed: Optional[int] = typer.Option(None, help="seed (default 1337)"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda ... (default: cuda when available)"),
     preset: Optional[str] = typer.Option(None, help="'embed2scale' = winners' recipe incl. per-model weights"),
@@ -82,11 +87,13 @@ def train(
     dtype: str = typer.Option("float16", help="export dtype: float16 | float32"),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train the compressor on STORE; prints the selected (best Q-bar) and best-MSE epochs."""
+    """Train the compressor on STORE; prints the epoch selected on the selection labels, its held-out (report)
+    Q-bar and the best-MSE epoch."""
     from eoembed.compress.train import IN_LOOP_Q_FOLDS, train_compressor
     try:
         res = train_compressor(store, labels, models=models or None, epochs=epochs, eval_every=eval_every, out=out,
-                               val_fraction=val_fraction, seed=seed, device=device, preset=preset, hidden=hidden,
+                               val_fraction=val_fraction, select_fraction=select_fraction,
+                               select_tasks=select_task or None, select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden,
                                out_dim=out_dim, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                weights=_weights(weights), q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
                                q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
@@ -94,8 +101,9 @@ def train(
             res.export(export, dtype=dtype)
     except _ERRORS as err:
         _fail(err)
-    typer.echo(f"selected epoch {res.selected_epoch} by {res.selection} (Q-bar {res.best_q:.3f}); best val MSE "
-               f"{res.best_mse:.4g} at epoch {res.best_mse_epoch}; checkpoint {res.checkpoint}")
+    typer.echo(f"selected epoch {res.selected_epoch} by {res.selection} (selection Q-bar {res.q_select:.3f}; "
+               f"held-out report Q-bar {res.q_report:.3f}); best val MSE {res.best_mse:.4g} at epoch "
+               f"{res.best_mse_epoch}; checkpoint {res.checkpoint}")
     if export:
         typer.echo(f"wrote {export}")
 
@@ -110,25 +118,40 @@ def ablate(
     epochs: Optional[int] = typer.Option(None, help="epochs per run (default 160)"),
     preset: Optional[str] = typer.Option(None, help="compressor preset"),
     out_dim: Optional[int] = typer.Option(None, help="embedding size (default 1024)"),
-    eval_folds: int = typer.Option(40, help="folds of the final evaluation of each run"),
+    eval_folds: int = typer.Option(40, help="folds of the held-out (report) and null-control evaluations"),
+    q_folds: Optional[int] = typer.Option(None, help="folds of every selection score (default 40)"),
+    select_fraction: float = typer.Option(0.5, help="fraction of the labelled samples used for selection"),
+    select_task: Optional[list[str]] = typer.Option(None, help="select on this task, report the others (repeat)"),
+    select_seed: int = typer.Option(0, help="seed of the selection/report sample split"),
+    null_draws: int = typer.Option(5, help="label permutations of the null control (>= 2)"),
+    baseline_dim: Optional[list[int]] = typer.Option(None, help="candidate PCA/RCF size (repeat; default "
+                                                               "out_dim/8, /4, /2, out_dim)"),
     q_mode: str = typer.Option("compat", help="evaluation mode"),
     seed: Optional[int] = typer.Option(None, help="seed"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda ..."),
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
-    """Train + score every model combination and the baselines; writes table.csv and per_task.csv to OUT."""
+    """Train + score every model combination and the baselines on held-out labels beside a null control; writes
+    table.csv, per_task.csv, per_task_null.csv and selection.csv to OUT (columns: see eoembed.compress.ablate)."""
     from eoembed.compress.ablation import ablate as run
+    from eoembed.compress.train import IN_LOOP_Q_FOLDS
     try:
         res = run(store, labels, combos=[c.split(",") for c in combo] if combo else None, baselines=baselines,
                   cube=cube, epochs=epochs, preset=preset, out_dim=out_dim, out=out, eval_folds=eval_folds,
-                  q_mode=q_mode, seed=seed, device=device, progress=progress)
+                  q_folds=q_folds or IN_LOOP_Q_FOLDS, select_fraction=select_fraction,
+                  select_tasks=select_task or None, select_seed=select_seed, null_draws=null_draws,
+                  baseline_dims=baseline_dim or None, q_mode=q_mode, seed=seed, device=device, progress=progress)
     except _ERRORS as err:
         _fail(err)
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         res.table.to_csv(Path(out) / "table.csv")
         res.per_task.to_csv(Path(out) / "per_task.csv")
-    typer.echo(res.table[["method", "q_bar", "z", "mse"]].to_string())
+        res.per_task_null.to_csv(Path(out) / "per_task_null.csv")
+        res.selection.to_csv(Path(out) / "selection.csv", index=False)
+    typer.echo(f"{res.split!r}")
+    typer.echo(res.table[["method", "out_dim", "selected_epoch", "q_report", "q_null", "q_null_std", "q_gap", "z",
+                          "mse"]].to_string())
     if res.table.attrs.get("note"):
         typer.echo(res.table.attrs["note"])
 

@@ -1,27 +1,31 @@
-"""Training of the compressor with in-loop NeuCo Q-bar, checkpoint selection, resume and export.
+"""Training of the compressor with in-loop NeuCo Q-bar, honest checkpoint selection, resume and export.
 
 Protocol (see :func:`train_compressor`)
 - The fused vector is split once (seeded) into train / validation samples (``val_fraction``). The autoencoder is
-  trained on the train split only; ``val_mse`` is the plain (unweighted) reconstruction MSE on the validation
-  split, ``val_loss`` the weighted training loss on it.
-- Every ``eval_every`` epochs (and after the last epoch) the encoder embeds ALL samples (``q_on="all"``, default,
-  as NeuCo-Bench scores every labelled sample with its own random splits) or only the validation samples
-  (``q_on="val"``), and :func:`eoembed.bench.evaluate` scores them: ``q_bar`` plus ``q/<task>``.
-- In-loop evaluation uses ``q_folds=IN_LOOP_Q_FOLDS`` = 40 folds, the full NeuCo-Bench protocol, so the in-loop
-  Q-bar of the selected epoch is the score of the exported embeddings. Measured with
+  trained on the train split only (it never sees labels); ``val_mse`` is the plain (unweighted) reconstruction MSE
+  on the validation split, ``val_loss`` the weighted training loss on it.
+- The labels are split once into a *selection* part and a *report* part (:func:`eoembed.compress.split_labels`):
+  by samples (``select_fraction``, default half of the labelled samples, seeded by ``select_seed``) or by tasks
+  (``select_tasks``, the others are reported), over all samples (``q_on="all"``) or the validation split
+  (``q_on="val"``).
+- Every ``eval_every`` epochs (and after the last epoch) the encoder embeds the samples and
+  :func:`eoembed.bench.evaluate` scores them on each part with the same protocol: ``q_select``/``q_select/<task>``
+  and ``q_report``/``q_report/<task>``.
+- Selection: the epoch with the best ``q_select`` (earliest on ties) is selected; ``q_report`` is never used to
+  choose, so the selected epoch's ``q_report`` is an unbiased score of the exported embeddings (its
+  ``q_select``, a maximum over epochs, is optimistic). The best-``val_mse`` checkpoint is kept beside it. Without
+  labels, selection falls back to ``val_mse``. Compare ``q_report`` with :meth:`TrainResult.null_control`.
+- In-loop evaluation uses ``q_folds=IN_LOOP_Q_FOLDS`` = 40 folds, the full NeuCo-Bench protocol. Measured with
   benchmarks/bench_compress.py on the 2-core CPU machine (2,000 samples, 13,824 fused features, 11 tasks, default
-  compressor): one epoch 26 s, one 40-fold evaluation 4.1 s, i.e. 3% of training time at eval_every=5 (16% even
-  at eval_every=1). Not measured on a GPU, where epochs are much faster: there raise ``eval_every`` or lower
-  ``q_folds`` (10 folds cost ~1/4 of 40) to stay under ~20%.
-- Selection: the checkpoint with the best Q-bar (earliest on ties) is selected; the best-``val_mse`` checkpoint is
-  kept beside it. Without labels, selection falls back to ``val_mse``.
+  compressor): one epoch 26 s, one 40-fold evaluation of all samples 4.1 s, i.e. 3% of training time at
+  eval_every=5 (the two halves of the split cost about as much as that one evaluation). Not measured on a GPU,
+  where epochs are much faster: there raise ``eval_every`` or lower ``q_folds`` to stay under ~20%.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -38,14 +42,15 @@ import xarray as xr
 from eoembed.compress.fusion import fuse, fused_slices, select_models
 from eoembed.compress.model import (PRESETS, Compressor, CompressorConfig, feature_weights, resolve_config,
                                     resolve_weights, weighted_mse)
-from eoembed.errors import DataFileNotFound, LabelError, StoreError
+from eoembed.compress.selection import SelectionSplit, _read_labels, score_split, split_labels
+from eoembed.errors import DataFileNotFound, StoreError
 
 __all__ = ["IN_LOOP_Q_FOLDS", "TrainResult", "train_compressor", "select_checkpoint", "encode",
            "export_embeddings", "load_checkpoint", "as_fused"]
 
 #: In-loop folds for Q-bar: NeuCo's 40 (measured: ~3% of CPU training time at eval_every=5; see module doc).
 IN_LOOP_Q_FOLDS = 40
-CHECKPOINT_FORMAT = "eoembed.compressor/1"
+CHECKPOINT_FORMAT = "eoembed.compressor/2"
 
 
 def as_fused(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
@@ -65,6 +70,11 @@ def _fork_devices(dev: torch.device) -> list[int]:
     return [dev.index or 0] if dev.type == "cuda" else []
 
 
+def _autocast(dev: torch.device) -> Any:
+    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+
+
 @torch.no_grad()
 def encode(model: Compressor, x: np.ndarray | torch.Tensor, device: Any = None, batch_size: int = 1024) -> np.ndarray:
     """Encoder output (n, out_dim) float32 of a (n, in_dim) array, in eval mode, batched."""
@@ -77,9 +87,7 @@ def encode(model: Compressor, x: np.ndarray | torch.Tensor, device: Any = None, 
         xb = xt[s:s + batch_size]
         if dev.type == "cuda":
             xb = xb.pin_memory().to(dev, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                z = model.encode(xb)
-        else:
+        with _autocast(dev):
             z = model.encode(xb)
         out.append(z.float().cpu())
     model.train(was_training)
@@ -95,44 +103,52 @@ def _embedding_array(z: np.ndarray, fused: xr.DataArray, attrs: dict[str, Any]) 
                         attrs=attrs)
 
 
-def select_checkpoint(history: pd.DataFrame | Sequence[dict]) -> dict[str, Any]:
-    """Pick checkpoints from a history: best ``q_bar`` (max, earliest on ties) and best ``val_mse`` (min).
+def _column(h: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(h[name], errors="coerce") if name in h else pd.Series(np.nan, index=h.index)
 
-    Returns {"selected_epoch", "selection" ("q_bar" | "val_mse"), "best_q_epoch", "best_q", "best_mse_epoch",
-    "best_mse"}; the selected epoch is the best-Q one, or the best-MSE one when no row has a finite Q-bar.
+
+def select_checkpoint(history: pd.DataFrame | Sequence[dict]) -> dict[str, Any]:
+    """Choose the epoch of a history on the selection curve only.
+
+    Returns {"selected_epoch", "selection" ("q_select" | "val_mse" | "last"), "q_select" (the selected epoch's
+    selection Q-bar), "q_report" (its reported Q-bar, never used to choose), "best_mse_epoch", "best_mse"}. The
+    selected epoch has the best finite ``q_select`` (max, earliest on ties); without one the best ``val_mse``
+    (min); without either the last epoch.
     """
     h = pd.DataFrame(list(history)) if not isinstance(history, pd.DataFrame) else history
     if h.empty or "epoch" not in h:
         raise ValueError("history is empty (no evaluation row); train for at least eval_every epochs")
-    h = h.sort_values("epoch", kind="stable")
-    q = pd.to_numeric(h.get("q_bar", pd.Series(np.nan, index=h.index)), errors="coerce")
-    mse = pd.to_numeric(h.get("val_mse", pd.Series(np.nan, index=h.index)), errors="coerce")
-    res: dict[str, Any] = {"best_q_epoch": None, "best_q": float("nan"), "best_mse_epoch": None,
-                           "best_mse": float("nan")}
-    if np.isfinite(q).any():
-        i = q.where(np.isfinite(q)).idxmax()
-        res.update(best_q_epoch=int(h.loc[i, "epoch"]), best_q=float(q[i]))
+    h = h.sort_values("epoch", kind="stable").reset_index(drop=True)
+    q, rep, mse = _column(h, "q_select"), _column(h, "q_report"), _column(h, "val_mse")
+    res: dict[str, Any] = {"best_mse_epoch": None, "best_mse": float("nan")}
     if np.isfinite(mse).any():
         i = mse.where(np.isfinite(mse)).idxmin()
         res.update(best_mse_epoch=int(h.loc[i, "epoch"]), best_mse=float(mse[i]))
-    if res["best_q_epoch"] is not None:
-        res.update(selected_epoch=res["best_q_epoch"], selection="q_bar")
+    if np.isfinite(q).any():
+        i, how = q.where(np.isfinite(q)).idxmax(), "q_select"
     elif res["best_mse_epoch"] is not None:
-        res.update(selected_epoch=res["best_mse_epoch"], selection="val_mse")
+        i, how = mse.where(np.isfinite(mse)).idxmin(), "val_mse"
     else:
-        res.update(selected_epoch=int(h["epoch"].iloc[-1]), selection="last")
+        i, how = len(h) - 1, "last"
+    res.update(selected_epoch=int(h.loc[i, "epoch"]), selection=how, q_select=float(q[i]), q_report=float(rep[i]))
     return res
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """Outcome of :func:`train_compressor`. ``model``/``embeddings`` come from the selected (best Q-bar) epoch."""
+    """Outcome of :func:`train_compressor`. ``model``/``embeddings`` come from the selected epoch.
+
+    q_select: the selected epoch's Q-bar on the selection part (it chose the epoch, so it is optimistic);
+    q_report: its Q-bar on the report part (never used to choose): the number to report, beside
+    :meth:`null_control`. split: the :class:`~eoembed.compress.SelectionSplit` (None without labels);
+    q_kwargs: the :func:`eoembed.bench.evaluate` arguments of both curves.
+    """
 
     history: pd.DataFrame
     selected_epoch: int
     selection: str
-    best_q_epoch: int | None
-    best_q: float
+    q_select: float
+    q_report: float
     best_mse_epoch: int | None
     best_mse: float
     model: Compressor
@@ -141,6 +157,8 @@ class TrainResult:
     weights: dict[str, float]
     slices: dict[str, tuple[int, int]]
     val_ids: list[str]
+    split: SelectionSplit | None = None
+    q_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     out: Path | None = None
     checkpoint: Path | None = None
     mse_checkpoint: Path | None = None
@@ -151,7 +169,7 @@ class TrainResult:
         return list(self.slices)
 
     def load(self, which: str = "q") -> Compressor:
-        """The compressor of the best-Q (``"q"``, selected) or best-MSE (``"mse"``) checkpoint."""
+        """The compressor of the selected (``"q"``) or best-MSE (``"mse"``) checkpoint."""
         if which == "q":
             return self.model
         if which != "mse":
@@ -177,6 +195,16 @@ class TrainResult:
         """Write the selected embeddings (see :func:`export_embeddings`)."""
         return export_embeddings(self.embeddings, path, dtype=dtype, overwrite=overwrite)
 
+    def null_control(self, draws: int = 5, null_seed: int = 0, **evaluate_kwargs: Any) -> Any:
+        """:func:`eoembed.bench.null_control` of the selected embeddings on the report part (labels permuted within
+        each task), with the protocol of ``q_report`` (``q_kwargs``) unless overridden."""
+        if self.split is None:
+            raise ValueError("this run was trained without labels: there is no report set to control")
+        from eoembed.bench.nulls import null_control
+
+        return null_control(self.embeddings, self.split.report, draws=draws, null_seed=null_seed,
+                            **{**self.q_kwargs, **evaluate_kwargs})
+
 
 def _ids_hash(ids: Iterable[str]) -> str:
     return hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()
@@ -188,7 +216,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Compressor, dict[str, Any]
     if not path.exists():
         raise DataFileNotFound(f"checkpoint {str(path)!r} does not exist; list out/checkpoints/ for the kept ones")
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ck, dict) or ck.get("format") not in (CHECKPOINT_FORMAT, "eoembed.compressor/1"):
         raise StoreError(f"{str(path)!r} is not an eoembed compressor checkpoint (format {CHECKPOINT_FORMAT})")
     a = ck["arch"]
     m = Compressor(a["in_dim"], a["hidden"], a["out_dim"], a["dropout"])
@@ -213,53 +241,6 @@ def _write_history(out: Path, rows: list[dict]) -> None:
     os.replace(tmp, out / "history.json")
 
 
-def _read_labels(labels: Any) -> Any:
-    if labels is None or isinstance(labels, pd.DataFrame):
-        return labels
-    if isinstance(labels, (str, os.PathLike)):
-        p = Path(labels)
-        if not p.exists():
-            raise DataFileNotFound(f"labels folder {str(p)!r} does not exist; pass a NeuCo-Bench labels folder "
-                                   "(<task>__<type>.csv files) or a labels DataFrame")
-        try:
-            from eoembed.data import read_labels  # type: ignore[attr-defined]
-        except ImportError:
-            return labels  # eoembed.bench.evaluate reads folders itself
-        return read_labels(p)
-    raise LabelError(f"labels must be a folder path or a labels DataFrame, got {type(labels).__name__}")
-
-
-def _q_evaluator(labels: Any, q_folds: int, q_mode: str, q_epochs: int | None, q_tasks: Any,
-                 device: Any) -> Callable[[xr.DataArray], tuple[float, dict[str, float]]] | None:
-    if labels is None:
-        return None
-    try:
-        from eoembed.bench import evaluate  # type: ignore[attr-defined]
-    except ImportError as e:
-        raise ImportError("in-loop Q-bar needs eoembed.bench.evaluate, which is not importable; "
-                          "pass labels=None to train on reconstruction only") from e
-    params = inspect.signature(evaluate).parameters
-    kw: dict[str, Any] = {"folds": int(q_folds), "mode": q_mode, "seed": 42, "progress": False}
-    if q_epochs is not None:
-        kw["epochs"] = int(q_epochs)
-    if q_tasks is not None:
-        kw["tasks"] = list(q_tasks)
-    if device is not None and "device" in params:
-        kw["device"] = str(device)
-    kw = {k: v for k, v in kw.items() if k in params}
-
-    def run(emb: xr.DataArray) -> tuple[float, dict[str, float]]:
-        res = evaluate(emb, labels, **kw)
-        per = {f"q/{t}": float(v) for t, v in res.per_task["q_stat"].items()}
-        return float(res.overall_q), per
-    return run
-
-
-def _config_fingerprint(cfg: dict, fused: xr.DataArray, val_ids: list[str], extra: dict) -> dict[str, Any]:
-    return {"config": cfg, "in_dim": int(fused.shape[1]), "models": list(fused_slices(fused)),
-            "ids_sha1": _ids_hash(fused["sample"].values), "val_ids_sha1": _ids_hash(val_ids), **extra}
-
-
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     keys = sorted(set(a) | set(b))
     out = []
@@ -272,9 +253,44 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+@dataclasses.dataclass
+class _Opts:
+    """The options of :func:`train_compressor` (besides store and labels)."""
+
+    models: Sequence[str] | None
+    epochs: int | None
+    eval_every: int
+    callbacks: Sequence[Callable[[dict], Any]]
+    out: str | os.PathLike | None
+    val_fraction: float
+    select_fraction: float
+    select_tasks: Sequence[str] | None
+    select_seed: int
+    seed: int | None
+    device: Any
+    preset: str | None
+    hidden: int | None
+    out_dim: int | None
+    dropout: float | None
+    lr: float | None
+    weight_decay: float | None
+    batch_size: int | None
+    weights: Any
+    q_folds: int
+    q_mode: str
+    q_epochs: int | None
+    q_on: str
+    q_tasks: Sequence[str] | None
+    resume: bool
+    overwrite: bool
+    keep_checkpoints: str
+    progress: bool
+
+
 def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | None = None,
                      epochs: int | None = None, eval_every: int = 5, callbacks: Sequence[Callable[[dict], Any]] = (),
-                     out: str | os.PathLike | None = None, val_fraction: float = 0.2, seed: int | None = None,
+                     out: str | os.PathLike | None = None, val_fraction: float = 0.2, select_fraction: float = 0.5,
+                     select_tasks: Sequence[str] | None = None, select_seed: int = 0, seed: int | None = None,
                      device: Any = None, preset: str | None = None, hidden: int | None = None,
                      out_dim: int | None = None, dropout: float | None = None, lr: float | None = None,
                      weight_decay: float | None = None, batch_size: int | None = None, weights: Any = None,
@@ -282,17 +298,21 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
                      q_on: str = "all", q_tasks: Sequence[str] | None = None, resume: bool = True,
                      overwrite: bool = False, keep_checkpoints: str = "best", threads: int | None = None,
                      progress: bool = True) -> TrainResult:
-    """Train the fused-embedding compressor; evaluate, checkpoint and select by Q-bar.
+    """Train the fused-embedding compressor; evaluate, checkpoint, select on one part of the labels, report on
+    the other (see the module doc for the protocol).
 
     store: emb.zarr path, {model: DataArray} or a fused array from :func:`fuse`; ``models`` picks/orders models.
     labels: labels folder / DataFrame (None: no Q-bar, selection by ``val_mse``).
+    select_fraction / select_tasks / select_seed: the selection/report split of the labels
+    (:func:`eoembed.compress.split_labels`; ``select_tasks`` selects on those tasks and reports the others).
     Hyper-parameters: library defaults = the "embed2scale" recipe with uniform loss weights and seed 1337;
     ``preset="embed2scale"`` adds the winners' per-model weights; explicit arguments override both.
     Every ``eval_every`` epochs and after the last: a history row {"epoch", "step", "lr", "train_loss",
-    "val_mse", "val_loss", "mse/<model>", "q_bar", "q/<task>", "time/..."} is appended, passed to each callback,
-    written to ``out``/history.csv and history.json, and ``out``/checkpoints/epoch_NNNN.pt is saved.
-    keep_checkpoints: "best" keeps the latest (for resume), best-Q and best-MSE checkpoints; "all" keeps every one.
-    resume: continue from the latest checkpoint in ``out`` (its settings and data must match); with
+    "val_mse", "val_loss", "mse/<model>", "q_select", "q_select/<task>", "q_report", "q_report/<task>",
+    "time/..."} is appended, passed to each callback, written to ``out``/history.csv and history.json, and
+    ``out``/checkpoints/epoch_NNNN.pt is saved.
+    keep_checkpoints: "best" keeps the latest (for resume), selected and best-MSE checkpoints; "all" keeps every one.
+    resume: continue from the latest checkpoint in ``out`` (its settings, data and split must match); with
     resume=False existing checkpoints are an error unless overwrite=True.
     threads: CPU intra-op threads while training (restored afterwards); None = 1 for small compressors
     (< 4M parameters, where OpenMP synchronisation costs more than it gains, 20x on a loaded 2-core machine),
@@ -309,230 +329,328 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
         threads = 1 if d * h + h * o + o * d < 4_000_000 else None
     if threads:
         torch.set_num_threads(int(threads))
+    opts = _Opts(models=models, epochs=epochs, eval_every=eval_every, callbacks=callbacks, out=out,
+                 val_fraction=val_fraction, select_fraction=select_fraction, select_tasks=select_tasks,
+                 select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden, out_dim=out_dim,
+                 dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size, weights=weights,
+                 q_folds=q_folds, q_mode=q_mode, q_epochs=q_epochs, q_on=q_on, q_tasks=q_tasks, resume=resume,
+                 overwrite=overwrite, keep_checkpoints=keep_checkpoints, progress=progress)
     try:
-        return _train(store, labels, models=models, epochs=epochs, eval_every=eval_every, callbacks=callbacks,
-                      out=out, val_fraction=val_fraction, seed=seed, device=device, preset=preset, hidden=hidden,
-                      out_dim=out_dim, dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
-                      weights=weights, q_folds=q_folds, q_mode=q_mode, q_epochs=q_epochs, q_on=q_on,
-                      q_tasks=q_tasks, resume=resume, overwrite=overwrite, keep_checkpoints=keep_checkpoints,
-                      progress=progress)
+        return _train(store, labels, opts)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(store: Any, labels: Any, *, models: Sequence[str] | None, epochs: int | None, eval_every: int,
-           callbacks: Sequence[Callable[[dict], Any]], out: str | os.PathLike | None, val_fraction: float,
-           seed: int | None, device: Any, preset: str | None, hidden: int | None, out_dim: int | None,
-           dropout: float | None, lr: float | None, weight_decay: float | None, batch_size: int | None,
-           weights: Any, q_folds: int, q_mode: str, q_epochs: int | None, q_on: str, q_tasks: Sequence[str] | None,
-           resume: bool, overwrite: bool, keep_checkpoints: str, progress: bool) -> TrainResult:
-    if eval_every < 1:
-        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if q_on not in ("all", "val"):
-        raise ValueError(f"q_on must be 'all' or 'val', got {q_on!r}")
-    if keep_checkpoints not in ("best", "all"):
-        raise ValueError(f"keep_checkpoints must be 'best' or 'all', got {keep_checkpoints!r}")
-    if q_folds < 2:
-        raise ValueError(f"q_folds must be >= 2 (Q needs a spread over folds), got {q_folds}")
-    callbacks = [callbacks] if callable(callbacks) else list(callbacks)
-    cfg = resolve_config(preset, hidden=hidden, out_dim=out_dim, dropout=dropout, lr=lr, weight_decay=weight_decay,
-                         batch_size=batch_size, epochs=epochs, seed=seed, weights=weights)
-    fused = as_fused(store, models)
-    slices = fused_slices(fused)
-    mnames = list(slices)
-    wts = resolve_weights(mnames, cfg.weights, cfg.default_weight)
-    ids = [str(s) for s in fused["sample"].values]
-    n, in_dim = fused.shape
+@dataclasses.dataclass
+class _Run:
+    """State of one training run (built by :func:`_setup`)."""
+
+    o: _Opts
+    cfg: CompressorConfig
+    cfg_d: dict[str, Any]
+    fused: xr.DataArray
+    slices: dict[str, tuple[int, int]]
+    wts: dict[str, float]
+    dev: torch.device
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    split: SelectionSplit | None
+    q_kwargs: dict[str, Any]
+    fingerprint: dict[str, Any]
+    model: Compressor
+    opt: torch.optim.Optimizer
+    sched: Any
+    spe: int
+    x_cpu: torch.Tensor
+    x_dev: torch.Tensor
+    fw: torch.Tensor
+    out_p: Path | None
+    ck_dir: Path | None
+    mem_states: dict[int, dict] = dataclasses.field(default_factory=dict)
+
+    @property
+    def val_ids(self) -> list[str]:
+        return [str(self.fused["sample"].values[i]) for i in self.val_idx]
+
+
+def _check_options(o: _Opts) -> None:
+    if o.eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {o.eval_every}")
+    if not 0.0 < o.val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {o.val_fraction}")
+    if o.select_tasks is None and not 0.0 < o.select_fraction < 1.0:
+        raise ValueError(f"select_fraction must be in (0, 1), got {o.select_fraction}")
+    if o.q_on not in ("all", "val"):
+        raise ValueError(f"q_on must be 'all' or 'val', got {o.q_on!r}")
+    if o.keep_checkpoints not in ("best", "all"):
+        raise ValueError(f"keep_checkpoints must be 'best' or 'all', got {o.keep_checkpoints!r}")
+    if o.q_folds < 2:
+        raise ValueError(f"q_folds must be >= 2 (Q needs a spread over folds), got {o.q_folds}")
+
+
+def _val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(val_idx, train_idx), sorted, of ``n`` samples (seeded permutation)."""
     n_val = int(round(val_fraction * n))
     if n < 2 or n_val < 1 or n_val > n - 1:
         raise StoreError(f"{n} samples cannot be split with val_fraction={val_fraction}; "
                          "use more samples or another val_fraction")
-    perm = np.random.default_rng(cfg.seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
-    val_ids = [ids[i] for i in val_idx]
-    dev = _device(device)
-    qeval = _q_evaluator(_read_labels(labels), q_folds, q_mode, q_epochs, q_tasks, device)
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[:n_val]), np.sort(perm[n_val:])
 
-    cfg_d = cfg.to_dict()
-    cfg_d["weights"] = wts
-    fingerprint = _config_fingerprint(cfg_d, fused, val_ids, {
-        "eval_every": eval_every, "val_fraction": val_fraction, "q_folds": q_folds, "q_mode": q_mode,
-        "q_epochs": q_epochs, "q_on": q_on, "q_tasks": list(q_tasks) if q_tasks else None,
-        "labels": qeval is not None})
 
-    # model / optimiser / schedule
+def _q_kwargs(o: _Opts) -> dict[str, Any]:
+    """:func:`eoembed.bench.evaluate` arguments of the in-loop curves."""
+    kw: dict[str, Any] = {"folds": int(o.q_folds), "mode": o.q_mode, "seed": 42, "progress": False}
+    if o.q_epochs is not None:
+        kw["epochs"] = int(o.q_epochs)
+    if o.device is not None:
+        kw["device"] = str(o.device)
+    return kw
+
+
+def _build(cfg: CompressorConfig, in_dim: int, n_train: int, dev: torch.device) -> tuple[Any, ...]:
+    """(model, optimizer, scheduler, steps per epoch) of a fresh run."""
     with torch.random.fork_rng(devices=_fork_devices(dev)):
         torch.manual_seed(cfg.seed)
         model = Compressor(in_dim, cfg.hidden, cfg.out_dim, cfg.dropout)
     model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    spe = math.ceil(len(train_idx) / cfg.batch_size)
+    spe = math.ceil(n_train / cfg.batch_size)
     total = cfg.epochs * spe
     sched = torch.optim.lr_scheduler.MultiStepLR(
         opt, milestones=sorted({max(1, int(round(f * total))) for f in cfg.milestones}), gamma=cfg.gamma)
+    return model, opt, sched, spe
 
-    out_p = Path(out) if out is not None else None
-    ck_dir = out_p / "checkpoints" if out_p is not None else None
+
+def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
+    """Resolve the config, fuse, split (train/val samples; selection/report labels), build model and tensors."""
+    cfg = resolve_config(o.preset, hidden=o.hidden, out_dim=o.out_dim, dropout=o.dropout, lr=o.lr,
+                         weight_decay=o.weight_decay, batch_size=o.batch_size, epochs=o.epochs, seed=o.seed,
+                         weights=o.weights)
+    fused = as_fused(store, o.models)
+    slices = fused_slices(fused)
+    wts = resolve_weights(list(slices), cfg.weights, cfg.default_weight)
+    ids = [str(s) for s in fused["sample"].values]
+    val_idx, train_idx = _val_split(len(ids), o.val_fraction, cfg.seed)
+    labels = _read_labels(labels)
+    split = None
+    if labels is not None:
+        pool = [ids[i] for i in val_idx] if o.q_on == "val" else ids
+        split = split_labels(labels, pool, select_fraction=o.select_fraction, select_tasks=o.select_tasks,
+                             tasks=o.q_tasks, seed=o.select_seed)
+    cfg_d = cfg.to_dict()
+    cfg_d["weights"] = wts
+    fingerprint = {"config": cfg_d, "in_dim": int(fused.shape[1]), "models": list(slices),
+                   "ids_sha1": _ids_hash(ids), "val_ids_sha1": _ids_hash(ids[i] for i in val_idx),
+                   "eval_every": o.eval_every, "val_fraction": o.val_fraction, "q_folds": o.q_folds,
+                   "q_mode": o.q_mode, "q_epochs": o.q_epochs, "q_on": o.q_on,
+                   "q_tasks": list(o.q_tasks) if o.q_tasks else None,
+                   "selection": split.to_dict() if split is not None else None}
+    dev = _device(o.device)
+    model, opt, sched, spe = _build(cfg, fused.shape[1], len(train_idx), dev)
+    x_cpu = torch.from_numpy(np.ascontiguousarray(fused.values, dtype=np.float32))
+    out_p = Path(o.out) if o.out is not None else None
+    return _Run(o=o, cfg=cfg, cfg_d=cfg_d, fused=fused, slices=slices, wts=wts, dev=dev, train_idx=train_idx,
+                val_idx=val_idx, split=split, q_kwargs=_q_kwargs(o), fingerprint=fingerprint, model=model, opt=opt,
+                sched=sched, spe=spe, x_cpu=x_cpu,
+                x_dev=x_cpu.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else x_cpu,
+                fw=feature_weights(slices, wts, fused.shape[1]).to(dev), out_p=out_p,
+                ck_dir=out_p / "checkpoints" if out_p is not None else None)
+
+
+def _restore(run: _Run) -> tuple[list[dict], int]:
+    """(history rows, first epoch to train): resume from the latest checkpoint in ``out`` when there is one."""
+    o, ck_dir = run.o, run.ck_dir
+    if ck_dir is None:
+        return [], 1
     rows: list[dict] = []
     start = 1
-    if ck_dir is not None:
-        existing = sorted(ck_dir.glob("epoch_*.pt")) if ck_dir.exists() else []
-        if existing and not resume:
-            if not overwrite:
-                raise FileExistsError(f"{str(ck_dir)!r} already holds checkpoints; pass resume=True to continue, "
-                                      "overwrite=True to start again, or another out folder")
-            for p in existing:
+    existing = sorted(ck_dir.glob("epoch_*.pt")) if ck_dir.exists() else []
+    if existing and not o.resume:
+        if not o.overwrite:
+            raise FileExistsError(f"{str(ck_dir)!r} already holds checkpoints; pass resume=True to continue, "
+                                  "overwrite=True to start again, or another out folder")
+        for p in existing:
+            p.unlink()
+        existing = []
+    if existing:
+        last = max(existing, key=lambda p: int(p.stem.split("_")[1]))
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        diffs = _diff(ck.get("fingerprint", {}), run.fingerprint)
+        if diffs:
+            raise ValueError(f"cannot resume from {str(last)!r}: settings or data differ ({'; '.join(diffs)}). "
+                             "Use the same settings, another out folder, or resume=False, overwrite=True.")
+        run.model.load_state_dict(ck["model"])
+        run.opt.load_state_dict(ck["optimizer"])
+        run.sched.load_state_dict(ck["scheduler"])
+        rows = list(ck["history"])
+        start = int(ck["epoch"]) + 1
+    ck_dir.mkdir(parents=True, exist_ok=True)
+    (run.out_p / "config.json").write_text(json.dumps(run.fingerprint, indent=1, default=str))
+    return rows, start
+
+
+def _fit_epoch(run: _Run, epoch: int) -> tuple[float, int]:
+    """One epoch over the train split (seeded order and dropout); (sum of sample losses, samples seen)."""
+    cfg, dev = run.cfg, run.dev
+    train_t = torch.from_numpy(run.train_idx).to(dev)
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    order = train_t[torch.randperm(len(run.train_idx), generator=g).to(dev)]
+    loss_sum, loss_n = 0.0, 0
+    with torch.random.fork_rng(devices=_fork_devices(dev)):
+        torch.manual_seed(cfg.seed + 7919 * epoch)
+        for b in range(run.spe):
+            xb = run.x_dev[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+            with _autocast(dev):
+                _, rec = run.model(xb)
+            loss = weighted_mse(rec, xb, run.fw)
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            run.opt.step()
+            run.sched.step()
+            loss_sum += float(loss.detach()) * xb.shape[0]
+            loss_n += xb.shape[0]
+    return loss_sum, loss_n
+
+
+@torch.no_grad()
+def _val_mse(run: _Run) -> dict[str, float]:
+    """{"val_mse", "val_loss", "mse/<model>"} of the current model on the validation split."""
+    in_dim, n_val = run.fused.shape[1], len(run.val_idx)
+    xv = run.x_dev[torch.from_numpy(run.val_idx).to(run.dev)]
+    sq, wl = torch.zeros(in_dim, device=run.dev), torch.zeros((), device=run.dev)
+    for s in range(0, xv.shape[0], 1024):
+        xb = xv[s:s + 1024]
+        with _autocast(run.dev):
+            _, rec = run.model(xb)
+        d = (rec.float() - xb).pow(2)
+        sq += d.sum(0)
+        wl += (d * run.fw).sum()
+    row = {"val_mse": float(sq.sum() / (n_val * in_dim)), "val_loss": float(wl / n_val)}
+    for m, (s, e) in run.slices.items():
+        row[f"mse/{m}"] = float(sq[s:e].sum() / (n_val * (e - s)))
+    return row
+
+
+def _evaluate_row(run: _Run, epoch: int, train_loss: float, t_train: float) -> dict[str, Any]:
+    """The history row of ``epoch``: losses, validation MSE, selection and report Q-bar, timings."""
+    run.model.eval()
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"epoch": epoch, "step": epoch * run.spe, "lr": float(run.opt.param_groups[0]["lr"]),
+                           "train_loss": train_loss, **_val_mse(run)}
+    t1 = time.perf_counter()
+    if run.split is not None:
+        z = encode(run.model, run.x_cpu, run.dev)
+        row.update(score_split(_embedding_array(z, run.fused, {}), run.split, **run.q_kwargs))
+    else:
+        row.update(q_select=float("nan"), q_report=float("nan"))
+    row.update({"time/train_s": t_train, "time/val_mse_s": t1 - t0, "time/q_s": time.perf_counter() - t1})
+    run.model.train()
+    return row
+
+
+def _keep(run: _Run, rows: list[dict], epoch: int) -> None:
+    """Checkpoint ``epoch`` (with ``out``: to disk, pruning to latest/selected/best-MSE unless keep "all"; without:
+    in-memory copies of the selected and best-MSE states)."""
+    sel = select_checkpoint(rows)
+    best = {sel["selected_epoch"], sel["best_mse_epoch"]}
+    if run.ck_dir is None:
+        if epoch in best:
+            run.mem_states[epoch] = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        for e in list(run.mem_states):
+            if e not in best:
+                del run.mem_states[e]
+        return
+    cfg = run.cfg
+    ck = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": run.model.state_dict(),
+          "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(), "history": rows,
+          "fingerprint": run.fingerprint, "slices": {k: list(v) for k, v in run.slices.items()},
+          "weights": run.wts, "val_ids": run.val_ids,
+          "selection": {"select_ids": run.split.select_ids, "report_ids": run.split.report_ids,
+                        "select_tasks": run.split.select_tasks, "report_tasks": run.split.report_tasks}
+          if run.split is not None else None,
+          "arch": {"in_dim": int(run.fused.shape[1]), "hidden": cfg.hidden, "out_dim": cfg.out_dim,
+                   "dropout": cfg.dropout}}
+    path = run.ck_dir / f"epoch_{epoch:04d}.pt"
+    torch.save(ck, str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+    _write_history(run.out_p, rows)
+    if run.o.keep_checkpoints == "best":
+        for p in run.ck_dir.glob("epoch_*.pt"):
+            if int(p.stem.split("_")[1]) not in best | {epoch}:
                 p.unlink()
-            existing = []
-        if existing:
-            last = max(existing, key=lambda p: int(p.stem.split("_")[1]))
-            ck = torch.load(last, map_location="cpu", weights_only=False)
-            diffs = _diff(ck.get("fingerprint", {}), fingerprint)
-            if diffs:
-                raise ValueError(f"cannot resume from {str(last)!r}: settings or data differ ({'; '.join(diffs)}). "
-                                 "Use the same settings, another out folder, or resume=False, overwrite=True.")
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            rows = list(ck["history"])
-            start = int(ck["epoch"]) + 1
-        ck_dir.mkdir(parents=True, exist_ok=True)
-        (out_p / "config.json").write_text(json.dumps(fingerprint, indent=1, default=str))
 
-    x_cpu = torch.from_numpy(np.ascontiguousarray(fused.values, dtype=np.float32))
-    x_dev = x_cpu.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else x_cpu
-    fw = feature_weights(slices, wts, in_dim).to(dev)
-    train_t = torch.from_numpy(train_idx).to(dev)
-    val_t = torch.from_numpy(val_idx).to(dev)
-    mem_states: dict[int, dict] = {}
 
-    def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
-            "cpu", enabled=False)
-
-    @torch.no_grad()
-    def evaluate_now(epoch: int, train_loss: float, t_train: float) -> dict:
-        t0 = time.perf_counter()
-        model.eval()
-        xv = x_dev[val_t]
-        sq, wl = torch.zeros(in_dim, device=dev), torch.zeros((), device=dev)
-        for s in range(0, xv.shape[0], 1024):
-            xb = xv[s:s + 1024]
-            with autocast():
-                _, rec = model(xb)
-            d = (rec.float() - xb).pow(2)
-            sq += d.sum(0)
-            wl += (d * fw).sum()
-        row: dict[str, Any] = {"epoch": epoch, "step": epoch * spe, "lr": float(opt.param_groups[0]["lr"]),
-                               "train_loss": train_loss, "val_mse": float(sq.sum() / (n_val * in_dim)),
-                               "val_loss": float(wl / n_val)}
-        for m, (s, e) in slices.items():
-            row[f"mse/{m}"] = float(sq[s:e].sum() / (n_val * (e - s)))
-        t_mse = time.perf_counter() - t0
-        q_bar, per = float("nan"), {}
-        t1 = time.perf_counter()
-        if qeval is not None:
-            sel = val_idx if q_on == "val" else np.arange(n)
-            xs = x_cpu if q_on == "all" else x_cpu[torch.from_numpy(sel)]
-            z = encode(model, xs, dev)
-            q_bar, per = qeval(_embedding_array(z, fused if q_on == "all" else fused.isel(sample=sel), {}))
-        row["q_bar"] = q_bar
-        row.update(per)
-        row.update({"time/train_s": t_train, "time/val_mse_s": t_mse, "time/q_s": time.perf_counter() - t1})
-        model.train()
-        return row
-
+def _loop(run: _Run, rows: list[dict], start: int) -> None:
+    """Train epochs ``start..epochs``; evaluate, checkpoint and call back every ``eval_every`` and at the end."""
+    o, epochs = run.o, run.cfg.epochs
+    callbacks = [o.callbacks] if callable(o.callbacks) else list(o.callbacks)
     bar = None
-    if progress:
+    if o.progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.epochs, initial=start - 1, desc="train compressor", unit="epoch")
-    model.train()
+        bar = tqdm(total=epochs, initial=start - 1, desc="train compressor", unit="epoch")
+    run.model.train()
     t_train, loss_sum, loss_n = 0.0, 0.0, 0
-    for epoch in range(start, cfg.epochs + 1):
+    for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = train_t[torch.randperm(len(train_idx), generator=g).to(dev)]
-        with torch.random.fork_rng(devices=_fork_devices(dev)):
-            torch.manual_seed(cfg.seed + 7919 * epoch)
-            for b in range(spe):
-                xb = x_dev[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-                with autocast():
-                    _, rec = model(xb)
-                loss = weighted_mse(rec, xb, fw)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += float(loss.detach()) * xb.shape[0]
-                loss_n += xb.shape[0]
-        t_train += time.perf_counter() - t0
-        if epoch % eval_every == 0 or epoch == cfg.epochs:
-            row = evaluate_now(epoch, loss_sum / max(loss_n, 1), t_train / max(1, epoch - (rows[-1]["epoch"]
-                                                                                          if rows else 0)))
+        s, k = _fit_epoch(run, epoch)
+        loss_sum, loss_n, t_train = loss_sum + s, loss_n + k, t_train + time.perf_counter() - t0
+        if epoch % o.eval_every == 0 or epoch == epochs:
+            since = epoch - (rows[-1]["epoch"] if rows else 0)
+            row = _evaluate_row(run, epoch, loss_sum / max(loss_n, 1), t_train / max(1, since))
             rows.append(row)
             t_train, loss_sum, loss_n = 0.0, 0.0, 0
-            sel = select_checkpoint(rows)
-            keep = {epoch, sel["best_q_epoch"], sel["best_mse_epoch"]}
-            if ck_dir is not None:
-                ck = {"format": CHECKPOINT_FORMAT, "epoch": epoch, "model": model.state_dict(),
-                      "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": rows,
-                      "fingerprint": fingerprint, "slices": {k: list(v) for k, v in slices.items()},
-                      "weights": wts, "val_ids": val_ids,
-                      "arch": {"in_dim": in_dim, "hidden": cfg.hidden, "out_dim": cfg.out_dim, "dropout": cfg.dropout}}
-                path = ck_dir / f"epoch_{epoch:04d}.pt"
-                torch.save(ck, str(path) + ".tmp")
-                os.replace(str(path) + ".tmp", path)
-                _write_history(out_p, rows)
-                if keep_checkpoints == "best":
-                    for p in ck_dir.glob("epoch_*.pt"):
-                        if int(p.stem.split("_")[1]) not in keep:
-                            p.unlink()
-            else:
-                best = {sel["best_q_epoch"], sel["best_mse_epoch"]}
-                if epoch in best:
-                    mem_states[epoch] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                for e in list(mem_states):
-                    if e not in best:
-                        del mem_states[e]
+            _keep(run, rows, epoch)
             for cb in callbacks:
                 cb(dict(row))
             if bar is not None:
                 bar.set_postfix(loss=f"{row['train_loss']:.4g}", val_mse=f"{row['val_mse']:.4g}",
-                                q_bar=f"{row['q_bar']:.3g}")
+                                q_select=f"{row['q_select']:.3g}", q_report=f"{row['q_report']:.3g}")
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
+
+
+def _state_of(run: _Run, epoch: int | None) -> tuple[dict | None, Path | None]:
+    if epoch is None:
+        return None, None
+    if run.ck_dir is not None:
+        p = run.ck_dir / f"epoch_{epoch:04d}.pt"
+        return torch.load(p, map_location="cpu", weights_only=False)["model"], p
+    return run.mem_states.get(epoch), None
+
+
+def _result(run: _Run, rows: list[dict]) -> TrainResult:
+    """The TrainResult of the selected epoch: its model, its embeddings of every sample, both Q-bars."""
     if not rows:
         raise ValueError("no evaluation row was made (epochs < 1)")
-
     sel = select_checkpoint(rows)
-
-    def state_of(epoch: int | None) -> tuple[dict | None, Path | None]:
-        if epoch is None:
-            return None, None
-        if ck_dir is not None:
-            p = ck_dir / f"epoch_{epoch:04d}.pt"
-            return torch.load(p, map_location="cpu", weights_only=False)["model"], p
-        return mem_states.get(epoch), None
-
-    best_state, best_path = state_of(sel["selected_epoch"])
-    mse_state, mse_path = state_of(sel["best_mse_epoch"])
-    final = Compressor(in_dim, cfg.hidden, cfg.out_dim, cfg.dropout)
-    final.load_state_dict(best_state if best_state is not None else model.state_dict())
+    best_state, best_path = _state_of(run, sel["selected_epoch"])
+    mse_state, mse_path = _state_of(run, sel["best_mse_epoch"])
+    cfg = run.cfg
+    final = Compressor(run.fused.shape[1], cfg.hidden, cfg.out_dim, cfg.dropout)
+    final.load_state_dict(best_state if best_state is not None else run.model.state_dict())
     final.eval()
-    z = encode(final, x_cpu, dev)
+    z = encode(final, run.x_cpu, run.dev)
     final.cpu()
-    emb = _embedding_array(z, fused, {"method": "autoencoder", "models": mnames, "epoch": sel["selected_epoch"],
-                                      "selection": sel["selection"]})
-    history = pd.DataFrame(rows)
-    return TrainResult(history=history, selected_epoch=sel["selected_epoch"], selection=sel["selection"],
-                       best_q_epoch=sel["best_q_epoch"], best_q=sel["best_q"], best_mse_epoch=sel["best_mse_epoch"],
-                       best_mse=sel["best_mse"], model=final, embeddings=emb, config=cfg_d, weights=wts,
-                       slices=slices, val_ids=val_ids, out=out_p, checkpoint=best_path, mse_checkpoint=mse_path,
-                       _mse_state=copy.deepcopy(mse_state) if ck_dir is None else None)
+    emb = _embedding_array(z, run.fused, {"method": "autoencoder", "models": list(run.slices),
+                                          "epoch": sel["selected_epoch"], "selection": sel["selection"]})
+    return TrainResult(history=pd.DataFrame(rows), selected_epoch=sel["selected_epoch"],
+                       selection=sel["selection"], q_select=sel["q_select"], q_report=sel["q_report"],
+                       best_mse_epoch=sel["best_mse_epoch"], best_mse=sel["best_mse"], model=final, embeddings=emb,
+                       config=run.cfg_d, weights=run.wts, slices=run.slices, val_ids=run.val_ids, split=run.split,
+                       q_kwargs=dict(run.q_kwargs), out=run.out_p, checkpoint=best_path, mse_checkpoint=mse_path,
+                       _mse_state=copy.deepcopy(mse_state) if run.ck_dir is None else None)
+
+
+def _train(store: Any, labels: Any, o: _Opts) -> TrainResult:
+    """The steps of :func:`train_compressor`: check, set up, restore, train + evaluate, pick the result."""
+    _check_options(o)
+    run = _setup(store, labels, o)
+    rows, start = _restore(run)
+    _loop(run, rows, start)
+    return _result(run, rows)
 
 
 def export_embeddings(embeddings: Any, path: str | os.PathLike, *, fmt: str | None = None, dtype: str = "float16",
