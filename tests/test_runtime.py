@@ -212,3 +212,24 @@ def test_evaluation_results_record_their_precision(sample_root, tmp_path):
     res = evaluate(emb, sample_root / "labels", folds=3, tasks=["crops"], out=tmp_path / "ev", progress=False)
     assert res.details["precision"]["precision"] == "float32"
     assert json.loads((tmp_path / "ev" / "eoembed_report.json").read_text())["precision"]["precision"] == "float32"
+
+
+def test_compressor_records_precision_refuses_bf16_on_cpu_and_trains_at_fp32_under_medium():
+    import xarray as xr
+
+    from eoembed.compress import train_compressor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 24)).astype(np.float32)
+    fused = xr.DataArray(x, dims=("sample", "feature"),
+                         coords={"sample": [f"s{i}" for i in range(40)], "feature": np.arange(24)},
+                         attrs={"slices": {"a": [0, 12], "b": [12, 24]}, "models": ["a", "b"]})
+    kw = dict(epochs=2, eval_every=1, hidden=16, out_dim=8, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="opt-in for CUDA"):
+        train_compressor(fused, precision="bf16", **kw)
+    seen: list[dict] = []
+    with runtime.preserve_global_state():
+        torch.set_float32_matmul_precision("medium")
+        res = train_compressor(fused, callbacks=[lambda row: seen.append(runtime.global_state())], **kw)
+    assert seen and all(s["fp32_precision.mkldnn.matmul"] == "ieee" for s in seen)
+    assert res.precision == "float32" and res.embeddings.attrs["precision"] == "float32"

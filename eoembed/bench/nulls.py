@@ -73,6 +73,8 @@ def permute_labels(labels: Any, seed: int | Sequence[int] = 0) -> pd.DataFrame:
         col[has] = vals[rng.permutation(len(vals))]
         out[t] = col
     out.attrs = {"task_types": dict(lab.attrs["task_types"])}
+    if lab.attrs.get("label_order"):   # same ids in the same file order: the folds are the real evaluation's
+        out.attrs["label_order"] = dict(lab.attrs["label_order"])
     return out
 
 

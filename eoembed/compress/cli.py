@@ -83,6 +83,7 @@ def train(
     resume: bool = typer.Option(True, help="continue from the last checkpoint in OUT"),
     overwrite: bool = typer.Option(False, help="with --no-resume: delete OUT's checkpoints first"),
     threads: Optional[int] = typer.Option(None, help="CPU threads while training (default: 1 for small models)"),
+    precision: str = typer.Option("float32", help="float32 (default, same on any machine) | bf16 (CUDA opt-in)"),
     export: Optional[str] = typer.Option(None, help="also write the selected embeddings (*.csv or *.zarr)"),
     dtype: str = typer.Option("float16", help="export dtype: float16 | float32"),
     progress: bool = typer.Option(True, help="show a progress bar"),
@@ -96,7 +97,8 @@ def train(
                                select_tasks=select_task or None, select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden,
                                out_dim=out_dim, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                weights=_weights(weights), q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
-                               q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress)
+                               q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress,
+                               precision=precision)
         if export:
             res.export(export, dtype=dtype)
     except _ERRORS as err:

@@ -38,6 +38,9 @@ def _subset(labels: pd.DataFrame, rows: Any, tasks: Sequence[str]) -> pd.DataFra
     sub = labels.loc[rows, list(tasks)].copy()
     sub = sub.loc[sub.notna().any(axis=1)]
     sub.attrs = {"task_types": {t: labels.attrs["task_types"][t] for t in tasks}}
+    order = labels.attrs.get("label_order") or {}
+    if any(t in order for t in tasks):   # file row order (NeuCo splits); task_row_order keeps only labelled ids
+        sub.attrs["label_order"] = {t: order[t] for t in tasks if t in order}
     return sub
 
 

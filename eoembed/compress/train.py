@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from eoembed import runtime
 from eoembed.compress.fusion import fuse, fused_slices, select_models
 from eoembed.compress.model import (PRESETS, Compressor, CompressorConfig, feature_weights, resolve_config,
                                     resolve_weights, weighted_mse)
@@ -60,24 +61,18 @@ def as_fused(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
     return fuse(store, models)
 
 
-def _device(device: Any) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+_device = runtime.resolve_device
 
 
 def _fork_devices(dev: torch.device) -> list[int]:
     return [dev.index or 0] if dev.type == "cuda" else []
 
 
-def _autocast(dev: torch.device) -> Any:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
-
-
 @torch.no_grad()
-def encode(model: Compressor, x: np.ndarray | torch.Tensor, device: Any = None, batch_size: int = 1024) -> np.ndarray:
-    """Encoder output (n, out_dim) float32 of a (n, in_dim) array, in eval mode, batched."""
+def encode(model: Compressor, x: np.ndarray | torch.Tensor, device: Any = None, batch_size: int = 1024,
+           precision: str = "float32") -> np.ndarray:
+    """Encoder output (n, out_dim) float32 of a (n, in_dim) array, in eval mode, batched, computed at
+    ``precision`` (eoembed.runtime: "float32" default, "bf16" CUDA opt-in)."""
     dev = _device(device)
     was_training = model.training
     model.eval().to(dev)
@@ -87,7 +82,7 @@ def encode(model: Compressor, x: np.ndarray | torch.Tensor, device: Any = None, 
         xb = xt[s:s + batch_size]
         if dev.type == "cuda":
             xb = xb.pin_memory().to(dev, non_blocking=True)
-        with _autocast(dev):
+        with runtime.compute(precision, dev):
             z = model.encode(xb)
         out.append(z.float().cpu())
     model.train(was_training)
@@ -159,6 +154,7 @@ class TrainResult:
     val_ids: list[str]
     split: SelectionSplit | None = None
     q_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    precision: str = "float32"
     out: Path | None = None
     checkpoint: Path | None = None
     mse_checkpoint: Path | None = None
@@ -187,7 +183,7 @@ class TrainResult:
             raise StoreError(f"the store's fused layout {fused_slices(fused)} differs from the trained layout "
                              f"{self.slices}; embed a store with the same models and embedding sizes")
         model = self.load(which)
-        z = encode(model, fused.values, device)
+        z = encode(model, fused.values, device, precision=self.precision)
         epoch = self.selected_epoch if which == "q" else self.best_mse_epoch
         return _embedding_array(z, fused, {"method": "autoencoder", "models": self.models, "epoch": epoch})
 
@@ -285,6 +281,7 @@ class _Opts:
     overwrite: bool
     keep_checkpoints: str
     progress: bool
+    precision: str = "float32"
 
 
 def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | None = None,
@@ -297,7 +294,7 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
                      q_folds: int = IN_LOOP_Q_FOLDS, q_mode: str = "compat", q_epochs: int | None = None,
                      q_on: str = "all", q_tasks: Sequence[str] | None = None, resume: bool = True,
                      overwrite: bool = False, keep_checkpoints: str = "best", threads: int | None = None,
-                     progress: bool = True) -> TrainResult:
+                     progress: bool = True, precision: str = "float32") -> TrainResult:
     """Train the fused-embedding compressor; evaluate, checkpoint, select on one part of the labels, report on
     the other (see the module doc for the protocol).
 
@@ -317,9 +314,11 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
     threads: CPU intra-op threads while training (restored afterwards); None = 1 for small compressors
     (< 4M parameters, where OpenMP synchronisation costs more than it gains, 20x on a loaded 2-core machine),
     torch's current setting otherwise.
+    precision: "float32" (default: full IEEE fp32 on any machine) or "bf16" (CUDA autocast opt-in); part of the
+    resume fingerprint and recorded in the config, the embeddings' attrs and ``TrainResult.precision``.
     """
     dev = _device(device)
-    before = torch.get_num_threads()
+    runtime.check_precision(precision, dev)
     if threads is None and dev.type == "cpu":
         fused = as_fused(store, models)
         store, models = fused, None
@@ -327,18 +326,14 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
         h = hidden or (PRESETS[preset]["hidden"] if preset in PRESETS else CompressorConfig.hidden)
         o = out_dim or (PRESETS[preset]["out_dim"] if preset in PRESETS else CompressorConfig.out_dim)
         threads = 1 if d * h + h * o + o * d < 4_000_000 else None
-    if threads:
-        torch.set_num_threads(int(threads))
     opts = _Opts(models=models, epochs=epochs, eval_every=eval_every, callbacks=callbacks, out=out,
                  val_fraction=val_fraction, select_fraction=select_fraction, select_tasks=select_tasks,
                  select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden, out_dim=out_dim,
                  dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size, weights=weights,
                  q_folds=q_folds, q_mode=q_mode, q_epochs=q_epochs, q_on=q_on, q_tasks=q_tasks, resume=resume,
-                 overwrite=overwrite, keep_checkpoints=keep_checkpoints, progress=progress)
-    try:
+                 overwrite=overwrite, keep_checkpoints=keep_checkpoints, progress=progress, precision=precision)
+    with runtime.compute(precision, dev, threads=threads):
         return _train(store, labels, opts)
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclasses.dataclass
@@ -445,7 +440,7 @@ def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
                    "eval_every": o.eval_every, "val_fraction": o.val_fraction, "q_folds": o.q_folds,
                    "q_mode": o.q_mode, "q_epochs": o.q_epochs, "q_on": o.q_on,
                    "q_tasks": list(o.q_tasks) if o.q_tasks else None,
-                   "selection": split.to_dict() if split is not None else None}
+                   "selection": split.to_dict() if split is not None else None, "precision": o.precision}
     dev = _device(o.device)
     model, opt, sched, spe = _build(cfg, fused.shape[1], len(train_idx), dev)
     x_cpu = torch.from_numpy(np.ascontiguousarray(fused.values, dtype=np.float32))
@@ -501,8 +496,7 @@ def _fit_epoch(run: _Run, epoch: int) -> tuple[float, int]:
         torch.manual_seed(cfg.seed + 7919 * epoch)
         for b in range(run.spe):
             xb = run.x_dev[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-            with _autocast(dev):
-                _, rec = run.model(xb)
+            _, rec = run.model(xb)   # at run.o.precision: train_compressor runs inside runtime.compute
             loss = weighted_mse(rec, xb, run.fw)
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -521,8 +515,7 @@ def _val_mse(run: _Run) -> dict[str, float]:
     sq, wl = torch.zeros(in_dim, device=run.dev), torch.zeros((), device=run.dev)
     for s in range(0, xv.shape[0], 1024):
         xb = xv[s:s + 1024]
-        with _autocast(run.dev):
-            _, rec = run.model(xb)
+        _, rec = run.model(xb)
         d = (rec.float() - xb).pow(2)
         sq += d.sum(0)
         wl += (d * run.fw).sum()
@@ -540,7 +533,7 @@ def _evaluate_row(run: _Run, epoch: int, train_loss: float, t_train: float) -> d
                            "train_loss": train_loss, **_val_mse(run)}
     t1 = time.perf_counter()
     if run.split is not None:
-        z = encode(run.model, run.x_cpu, run.dev)
+        z = encode(run.model, run.x_cpu, run.dev, precision=run.o.precision)
         row.update(score_split(_embedding_array(z, run.fused, {}), run.split, **run.q_kwargs))
     else:
         row.update(q_select=float("nan"), q_report=float("nan"))
@@ -632,15 +625,17 @@ def _result(run: _Run, rows: list[dict]) -> TrainResult:
     final = Compressor(run.fused.shape[1], cfg.hidden, cfg.out_dim, cfg.dropout)
     final.load_state_dict(best_state if best_state is not None else run.model.state_dict())
     final.eval()
-    z = encode(final, run.x_cpu, run.dev)
+    z = encode(final, run.x_cpu, run.dev, precision=run.o.precision)
     final.cpu()
     emb = _embedding_array(z, run.fused, {"method": "autoencoder", "models": list(run.slices),
-                                          "epoch": sel["selected_epoch"], "selection": sel["selection"]})
+                                          "epoch": sel["selected_epoch"], "selection": sel["selection"],
+                                          "precision": run.o.precision})
     return TrainResult(history=pd.DataFrame(rows), selected_epoch=sel["selected_epoch"],
                        selection=sel["selection"], q_select=sel["q_select"], q_report=sel["q_report"],
                        best_mse_epoch=sel["best_mse_epoch"], best_mse=sel["best_mse"], model=final, embeddings=emb,
                        config=run.cfg_d, weights=run.wts, slices=run.slices, val_ids=run.val_ids, split=run.split,
-                       q_kwargs=dict(run.q_kwargs), out=run.out_p, checkpoint=best_path, mse_checkpoint=mse_path,
+                       q_kwargs=dict(run.q_kwargs), precision=run.o.precision, out=run.out_p,
+                       checkpoint=best_path, mse_checkpoint=mse_path,
                        _mse_state=copy.deepcopy(mse_state) if run.ck_dir is None else None)
 
 
