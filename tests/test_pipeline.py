@@ -46,7 +46,7 @@ def test_package_exports_resolve_and_stay_lazy():
     import subprocess
     import sys
 
-    for pkg in ("eoembed.bench", "eoembed.compress", "eoembed.extract", "eoembed.models"):
+    for pkg in ("eoembed.bench", "eoembed.compress", "eoembed.data", "eoembed.extract", "eoembed.models"):
         mod = importlib.import_module(pkg)
         assert [n for n in mod.__all__ if not hasattr(mod, n)] == [], pkg
     # `eoembed --help` must not pay for torch / scikit-learn imports.
@@ -56,10 +56,26 @@ def test_package_exports_resolve_and_stay_lazy():
     assert out.strip() == "[]"
 
 
-def test_lazy_exports_refuse_a_name_shadowed_by_a_submodule():
-    import pytest
+def test_lazy_stubs_match_the_packages():
+    """Every package's __init__.pyi (read by lazy_loader, IDEs and type checkers) names real objects, and no public
+    name equals a submodule's name (importing the submodule would shadow it)."""
+    import ast
+    import importlib
+    import pkgutil
+    from pathlib import Path
 
-    from eoembed._lazy import lazy_exports
+    import eoembed
 
-    with pytest.raises(ImportError, match="rename the submodule"):
-        lazy_exports("eoembed.compress", {"ablation": "ablation"})
+    for stub in sorted(Path(eoembed.__file__).parent.glob("*/__init__.pyi")):
+        pkg = f"eoembed.{stub.parent.name}"
+        mod = importlib.import_module(pkg)
+        names = {a.asname or a.name for node in ast.parse(stub.read_text()).body
+                 if isinstance(node, ast.ImportFrom) for a in node.names}
+        assert names and names <= set(mod.__all__), pkg
+        for node in ast.parse(stub.read_text()).body:
+            if isinstance(node, ast.ImportFrom):
+                sub = importlib.import_module(f"{pkg}.{node.module}")
+                missing = [a.name for a in node.names if not hasattr(sub, a.name)]
+                assert not missing, (pkg, node.module, missing)
+        submodules = {m.name for m in pkgutil.iter_modules(mod.__path__)}
+        assert not names & submodules, (pkg, names & submodules)

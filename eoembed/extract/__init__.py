@@ -4,16 +4,6 @@
 >>> extract("sample_root", models=["croma_base", "presto"], out="emb.zarr", size="tiny")  # doctest: +SKIP
 >>> open_embeddings("emb.zarr")["presto"]  # doctest: +SKIP
 """
+import lazy_loader as _lazy
 
-from eoembed._lazy import lazy_exports
-
-__getattr__, __dir__ = lazy_exports(__name__, {
-    'ExtractResult': 'core',
-    'build_model': 'core',
-    'extract': 'core',
-    'open_data': 'core',
-    'failed_ids': 'store',
-    'open_embeddings': 'store',
-})
-
-__all__ = ["ExtractResult", "build_model", "extract", "failed_ids", "open_data", "open_embeddings"]
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -20,17 +20,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "eoembed.models.presto",
 )
 
-from eoembed._lazy import lazy_exports
+import lazy_loader as _lazy
 
-__getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["Embedder", "ModelSpec", "Normalisation", "WeightSource"], "base"),
-    **dict.fromkeys(["get_model", "list_models", "load_model", "model_names", "register",
-                     "weights_found_locally"], "registry"),
-    "LoadRules": "weights",
-    "presto_embed_pixels": "presto",
-})
-
-__all__ = ["Embedder", "ModelSpec", "Normalisation", "WeightSource", "LoadRules", "get_model", "list_models",
-           "load_model", "model_names", "register", "weights_found_locally", "presto_embed_pixels",
-           "WeightsMismatchError",
-           "WeightsNotFound", "MODEL_MODULES"]
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
+__all__ = [*__all__, "MODEL_MODULES"]
