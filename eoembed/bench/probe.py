@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eoembed import runtime
-from eoembed.bench.metrics import chance_adjusted, f1_batched, r2_batched
+from eoembed.bench.metrics import balanced_accuracy_batched, chance_adjusted, f1_batched, r2_batched
 
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
@@ -48,12 +48,7 @@ def _epoch_metric(logits, y, mask, is_cls, metric: str) -> torch.Tensor:
     reg = r2_batched(logits, y, mask)
     if metric == "tessera":
         reg = reg.clamp(min=0.0)
-        hard = (logits > 0).long()
-        yc = (y > 0.5).long()
-        pos = ((hard == 1) & (yc == 1) & mask).sum(1).double() / ((yc == 1) & mask).sum(1).clamp(min=1).double()
-        neg = ((hard == 0) & (yc == 0) & mask).sum(1).double() / ((yc == 0) & mask).sum(1).clamp(min=1).double()
-        n_pos, n_neg = ((yc == 1) & mask).sum(1), ((yc == 0) & mask).sum(1)
-        bacc = torch.where((n_pos > 0) & (n_neg > 0), (pos + neg) / 2, torch.where(n_pos > 0, pos, neg))
+        bacc = balanced_accuracy_batched((logits > 0).long(), (y > 0.5).long(), mask, 2)
         cls = chance_adjusted(bacc, 2)
     else:
         cls = f1_batched(logits, y, mask)

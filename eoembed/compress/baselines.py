@@ -163,7 +163,7 @@ def rcf_baseline(cube: Any, n_features: int = 4096, out_dim: int = 1024, *, seed
     if flat:
         raise DataError(f"bands {flat} are constant or all-NaN in the cube; drop them with bands=[...]")
     ds = _CubeImages(da, mean.astype(np.float32), std.astype(np.float32))
-    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = runtime.resolve_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rcf = RCF(in_channels=da.sizes["band"], features=int(n_features), kernel_size=kernel_size, bias=bias,
