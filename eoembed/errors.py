@@ -28,3 +28,7 @@ class WeightsNotFound(EOEmbedError, FileNotFoundError):
 
 class StoreError(EOEmbedError, ValueError):
     """An embedding store is inconsistent (mismatched ids, a model missing for some samples, NaN embeddings...)."""
+
+
+class OutputError(EOEmbedError, ValueError):
+    """An output path cannot be written (a file where a folder is needed, read-only, already exists)."""

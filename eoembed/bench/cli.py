@@ -26,7 +26,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task."""
         from eoembed.bench import evaluate
+        from eoembed.checks import check_choice, check_device, check_in_path, check_out_path
 
+        check_in_path(embeddings, option="EMBEDDINGS", kind="file")
+        check_in_path(labels, option="--labels", kind="dir")
+        check_out_path(out, option="--out")
+        check_choice("--mode", mode, ("compat", "ridge"))
+        check_choice("--metric", metric, ("neuco", "tessera"))
+        check_device(device)
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric)

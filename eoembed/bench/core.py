@@ -127,6 +127,9 @@ def evaluate(embeddings, labels, folds: int = 40, mode: str = "compat", seed: in
         raise ValueError(f"folds must be >= 2 (NeuCo-Bench default 40), got {folds}.")
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
+    if out is not None:
+        from eoembed.checks import check_out_path
+        check_out_path(out, option="out")
     prep = prepare(embeddings, labels, ids=ids, tasks=tasks)
     if mode == "compat":
         _check_compat_labels(prep)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eoembed.checks import (check_embedding_values, check_finite_labels, check_not_constant,
+                            check_numeric_cells, safe_name)
 from eoembed.data.labels import read_label_file
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
@@ -44,10 +46,9 @@ def _frame_to_array(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarr
     if not cols:
         raise DataError(f"{source}: no embedding columns found; expected columns 'id,0,1,...,D-1'.")
     block = df[cols]
-    n_nan_before = int(block.isna().to_numpy().sum())
+    check_numeric_cells(block, ids, source)  # text cells are an error, not silently NaN -> 0
     values = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    coerced = int(np.isnan(values).sum()) - n_nan_before
-    return values, ids, coerced
+    return values, ids, 0
 
 
 def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -149,7 +150,15 @@ def read_labels_any(labels) -> tuple[pd.DataFrame, dict, dict]:
             raise LabelError(f"labels DataFrame: task {t!r} has unknown type {types[t]!r}; "
                              f"use one of {sorted(TASK_TYPES)}.")
         canon[t] = TASK_TYPES[types[t]]
+    for t in df.columns:
+        safe_name(t, "task name", "the labels DataFrame")
+        bad = pd.to_numeric(df[t], errors="coerce").isna() & df[t].notna()
+        if bad.any():
+            raise LabelError(f"labels DataFrame: task {t!r} has non-numeric label(s) {df.loc[bad, t].tolist()[:3]} "
+                             f"(ids {[str(i) for i in df.index[bad][:5]]}); labels must be numbers.")
     out = df.apply(pd.to_numeric, errors="raise").astype(float)
+    for t in out.columns:
+        check_finite_labels(out[t].to_numpy(), out.index, f"labels DataFrame, task {t!r}")
     out.index = out.index.astype(str)
     out.index.name = "id"
     if out.index.duplicated().any():
@@ -204,9 +213,12 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
     dropped_ids = emb_ids[~keep]
     X = values[keep]
     kept_ids = emb_ids[keep]
+    check_embedding_values(X, kept_ids, str(info.get("source")))
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
+    n_inf = int(np.isinf(X).sum())
     X = np.where(nan_mask, 0.0, X)
+    check_not_constant(X, str(info.get("source")))
     mu, sigma = float(X.mean()), float(X.std())
     if standardize:
         sigma_used = sigma if sigma != 0 else 1.0
@@ -245,7 +257,7 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
         "ids_suffix_stripped": info["ids_suffix_stripped"],
         "dropped_no_label": {"count": int(len(dropped_ids)), "ids": _listed(dropped_ids)},
         "nan_filled": {"rows": int(nan_rows.sum()), "values": int(nan_mask.sum()),
-                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)),
+                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)), "inf_values": n_inf,
                        "ids": _listed(kept_ids[nan_rows])},
         "labels_without_embedding": no_embedding,
         "empty_labels_skipped": {t: int(skipped.get(t, 0)) for t in tasks},

@@ -339,7 +339,10 @@ def _train(store: Any, labels: Any, *, models: Sequence[str] | None, epochs: int
     callbacks = [callbacks] if callable(callbacks) else list(callbacks)
     cfg = resolve_config(preset, hidden=hidden, out_dim=out_dim, dropout=dropout, lr=lr, weight_decay=weight_decay,
                          batch_size=batch_size, epochs=epochs, seed=seed, weights=weights)
+    from eoembed.checks import check_choice, check_finite_matrix
+    check_choice("q_mode", q_mode, ("compat", "ridge"))
     fused = as_fused(store, models)
+    check_finite_matrix(np.asarray(fused.values), fused["sample"].values, "train_compressor: fused embeddings")
     slices = fused_slices(fused)
     mnames = list(slices)
     wts = resolve_weights(mnames, cfg.weights, cfg.default_weight)
