@@ -27,10 +27,15 @@ def _few(items: Iterable[Any], n: int = _LISTED) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ arguments
+def _arg(name: str, value: Any) -> str:
+    """``--flag 'x'`` for CLI option names, ``name='x'`` for Python arguments."""
+    return f"{name} {value!r}" if name.startswith("-") else f"{name}={value!r}"
+
+
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     """DataError unless ``value`` is one of ``choices``."""
     if value not in choices:
-        raise DataError(f"{name}={value!r} is not valid; use one of {list(choices)}.")
+        raise DataError(f"{_arg(name, value)} is not valid; use one of {list(choices)}.")
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None,
@@ -39,17 +44,17 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise DataError(f"{name}={value!r} must be an integer.")
+        raise DataError(f"{_arg(name, value)} must be an integer.")
     if minimum is not None and value < minimum:
-        raise DataError(f"{name}={value} is too small; use an integer >= {minimum}.")
+        raise DataError(f"{_arg(name, value)} is too small; use an integer >= {minimum}.")
     if maximum is not None and value > maximum:
-        raise DataError(f"{name}={value} is too large; use an integer <= {maximum}.")
+        raise DataError(f"{_arg(name, value)} is too large; use an integer <= {maximum}.")
 
 
 def check_fraction(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> None:
     """DataError unless ``low < value < high``."""
     if not isinstance(value, (int, float, np.floating)) or not (low < float(value) < high):
-        raise DataError(f"{name}={value!r} must be a number strictly between {low:g} and {high:g}.")
+        raise DataError(f"{_arg(name, value)} must be a number strictly between {low:g} and {high:g}.")
 
 
 def check_device(device: Any, option: str = "--device") -> None:

@@ -25,7 +25,6 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task."""
-        from eoembed.bench import evaluate
         from eoembed.checks import check_choice, check_device, check_in_path, check_out_path
 
         check_in_path(embeddings, option="EMBEDDINGS", kind="file")
@@ -34,6 +33,8 @@ def register(app: typer.Typer) -> None:
         check_choice("--mode", mode, ("compat", "ridge"))
         check_choice("--metric", metric, ("neuco", "tessera"))
         check_device(device)
+        from eoembed.bench import evaluate
+
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric)

@@ -119,6 +119,9 @@ def read_label_folder(folder) -> tuple[pd.DataFrame, dict]:
     series, types, skipped = {}, {}, {}
     for f in files:
         task, kind, lab = read_label_file(f)  # one parser for the layout (eoembed.data.labels)
+        if not lab.notna().any():
+            raise LabelError(f"label file {str(f)!r} holds no label (only a header, or every label cell empty); "
+                             "fill it or move it out of the label folder.")
         if task in series:
             raise LabelError(f"Task {task!r} appears in two label files in {folder}; keep one.")
         skipped[task] = int(lab.isna().sum())  # NeuCo-Bench skips empty labels: counted here

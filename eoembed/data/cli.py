@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                    f"missing bands: {len(cube.attrs.get('missing_bands', []))}")
 
     @app.command("validate")
-    def validate_cmd(root: Path = typer.Argument(..., help="dataset root (holds data/ and labels/)"),
+    def validate_cmd(ctx: typer.Context, root: Path = typer.Argument(..., help="dataset root (holds data/ and labels/)"),
                      nodata: str = typer.Option("error", help="NaN policy: error | mask | allow"),
                      missing_seasons: str = typer.Option("error", help="whole-season gaps: error | allow"),
                      check_values: bool = typer.Option(True, help="read every file to check values"),
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                            progress=progress)
         except EOEmbedError as e:
             from eoembed.cli import cli_hints
-            typer.echo(f"INVALID {root}: {cli_hints(str(e), typer.get_current_context().command)}", err=True)
+            typer.echo(f"INVALID {root}: {cli_hints(str(e), ctx.command)}", err=True)
             raise typer.Exit(2) from None
         typer.echo(f"OK {root}")
         typer.echo(f"  samples      {rep['n_samples']}  shape {rep['shape']}")
