@@ -33,7 +33,7 @@ RESUMABLE = {"sample": "existing sample files are kept", "extract": "committed c
              "demo": "finished steps are kept"}
 _BAD_INPUT = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
               IsADirectoryError)
-_HINT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|True|False|[-\w.]*\w)")
+_HINT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|True|False|[-\w.]*\w|(?=[.,;]?(?:\s|$)))")
 
 
 def _debug(ctx: Any) -> bool:
@@ -63,6 +63,8 @@ def cli_hints(text: str, command: Any) -> str:
         p = params.get(m.group(1))
         if p is None:
             return m.group(0)
+        if not m.group(2):  # "leave the task out with tasks=." -> "... with --tasks."
+            return p.opts[0]
         value = m.group(2).strip("'\"")
         if p.is_flag:
             if value == "True" and p.opts:

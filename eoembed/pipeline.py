@@ -68,6 +68,19 @@ def _check_demo_args(out: Any, n: int, size: int, seed: int, models: Sequence[st
         raise DataError(f"models {models} name a model twice; give each model once.")
 
 
+def _print_tables(table: pd.DataFrame, overall: pd.DataFrame, trained: Any, mode: str) -> None:
+    """The demo's three tables: Q per task and method, overall Q-bar / Z, the compressor history."""
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
+        print(f"\nQ per task (rows) and method (columns), {mode} probes:")
+        print(table.round(1).to_string())
+        print("\nOverall quality per method (Q-bar = mean Q over tasks; Z = task-normalised score):")
+        print(overall.round(2).to_string())
+        print("\nCompressor history (val MSE and in-loop Q-bar):")
+        hist = trained.history[["epoch", "train_loss", "val_mse", "q_bar"]].round(3)
+        print(hist.to_string(index=False))
+        print(f"\nselected epoch (best Q-bar): {trained.selected_epoch}; best-MSE epoch: {trained.best_mse_epoch}")
+
+
 def _sample_done(root: Path, **params: int) -> bool:
     """True when ``root`` holds a complete generated sample made with ``params`` (n, seed, size)."""
     try:
@@ -139,15 +152,7 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
                             f"Q-bar {mode}": {k: r.overall_q for k, r in results.items()},
                             f"Z {mode}": z})
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
-        print(f"\nQ per task (rows) and method (columns), {mode} probes:")
-        print(table.round(1).to_string())
-        print("\nOverall quality per method (Q-bar = mean Q over tasks; Z = task-normalised score):")
-        print(overall.round(2).to_string())
-        print("\nCompressor history (val MSE and in-loop Q-bar):")
-        hist = trained.history[["epoch", "train_loss", "val_mse", "q_bar"]].round(3)
-        print(hist.to_string(index=False))
-        print(f"\nselected epoch (best Q-bar): {trained.selected_epoch}; best-MSE epoch: {trained.best_mse_epoch}")
+    _print_tables(table, overall, trained, mode)
     summary = {
         "n_samples": int(cube.sizes["sample"]), "size": int(cube.sizes["y"]), "models": list(models),
         "model_size": model_size, "folds": folds, "mode": mode,

@@ -725,3 +725,17 @@ def test_ctrl_c_mid_extract_then_rerun_resumes(cube_path, tmp_path):
     res = extract(cube_path, [slow_fake()], out=out, batch_size=2, chunk_size=4, progress=False)
     assert res.chunks_skipped >= 1 and res.chunks_computed >= 1
     assert np.isfinite(open_embeddings(out)["slow"].values).all()
+
+
+def test_ablate_changed_settings_hint_names_ablate_options(store, labels_dir, tmp_path):
+    """An unfinished ablation run resumed with other settings: the message names what ablate can do."""
+    from eoembed.compress import ablate
+    out = tmp_path / "abl"
+    ablate(store, labels_dir, combos=[["fa"]], baselines=[], epochs=1, out_dim=3, out=out, eval_folds=2,
+           q_mode="ridge", q_folds=2, hidden=8, progress=False)
+    for row in out.rglob("ablation_row.json"):
+        row.unlink()  # as if interrupted after training
+    text = bad(run_cli("ablate", store, "--labels", labels_dir, "--out", out, "--combo", "fa", "--baseline", "pca",
+                       "--eval-folds", "2", "--out-dim", "3", "--q-mode", "ridge", "--epochs", "2", "--no-progress"),
+               "settings or data differ", "delete that run's folder")
+    assert "overwrite=True" not in text and "--overwrite" not in text

@@ -158,9 +158,18 @@ def ablate(
     combos = [[m.strip() for m in c.split(",") if m.strip()] for c in combo] if combo else None
     if combos is not None and not all(combos):
         raise typer.BadParameter("an empty combination; give MODEL,MODEL,...", param_hint="--combo")
-    res = run(store, labels, combos=combos, baselines=baselines,
-              cube=cube, epochs=epochs, preset=preset, out_dim=out_dim, out=out, eval_folds=eval_folds,
-              q_mode=q_mode, seed=seed, device=device, progress=progress)
+    try:
+        res = run(store, labels, combos=combos, baselines=baselines,
+                  cube=cube, epochs=epochs, preset=preset, out_dim=out_dim, out=out, eval_folds=eval_folds,
+                  q_mode=q_mode, seed=seed, device=device, progress=progress)
+    except ValueError as err:  # train_compressor's resume hint names flags that ablate does not have
+        msg = str(err)
+        if "resume=False, overwrite=True" not in msg:
+            raise
+        raise ValueError(msg.replace("another out folder, or resume=False, overwrite=True",
+                                     "another --out, or delete that run's folder in --out (ablate continues a run "
+                                     "only with the same settings)").replace(
+            "resume=False, overwrite=True", "another --out")) from None
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         res.table.to_csv(Path(out) / "table.csv")

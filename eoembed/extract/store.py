@@ -257,7 +257,7 @@ def open_embeddings(path: str | Path, models: list[str] | None = None,
         if not done.all() and not allow_incomplete:
             raise StoreError(f"embedding store {str(p)!r}: model {name!r} is unfinished ({int(done.sum())} of "
                              f"{done.size} chunks done); run the same `eoembed extract` command again to resume it, "
-                             "or pass allow_incomplete=True to read the partial result")
+                             "or read the partial result in Python with open_embeddings(..., allow_incomplete=True)")
         da = ds["embedding"].drop_vars([v for v in _HIDDEN_VARS if v in ds["embedding"].coords])
         # Zarr v3 returns variable-length strings as numpy StringDType: give plain str ids to every consumer.
         da = da.assign_coords(sample=np.asarray([str(i) for i in da["sample"].values]))
