@@ -144,6 +144,20 @@ def check_finite_labels(values: Any, ids: Sequence[Any], where: str) -> None:
                          "(leave the cell empty for 'no label').")
 
 
+def check_label_frame(df: Any, where: str) -> None:
+    """LabelError for a labels DataFrame whose task names cannot be file names, or whose labels are not finite
+    numbers (NaN = no label is allowed)."""
+    import pandas as pd
+    for t in df.columns:
+        safe_name(t, "task name", where)
+        num = pd.to_numeric(df[t], errors="coerce")
+        bad = num.isna() & df[t].notna()
+        if bad.any():
+            raise LabelError(f"{where}: task {t!r} has non-numeric label(s) {df.loc[bad, t].tolist()[:3]} (ids "
+                             f"{[str(i) for i in df.index[bad][:5]]}); labels must be numbers.")
+        check_finite_labels(num.to_numpy(dtype=np.float64), df.index, f"{where}, task {t!r}")
+
+
 def check_numeric_cells(block: Any, ids: Sequence[Any], where: str) -> None:
     """DataError naming ids and columns when a DataFrame block has cells that are neither numbers nor empty."""
     import pandas as pd

@@ -739,3 +739,15 @@ def test_ablate_changed_settings_hint_names_ablate_options(store, labels_dir, tm
                        "--eval-folds", "2", "--out-dim", "3", "--q-mode", "ridge", "--epochs", "2", "--no-progress"),
                "settings or data differ", "delete that run's folder")
     assert "overwrite=True" not in text and "--overwrite" not in text
+
+
+@pytest.mark.parametrize("sid", ["../escape", "a/b", "..", ""])
+def test_write_ssl4eo_rejects_ids_that_are_not_file_names(sid, tmp_path):
+    from eoembed.data import make_cube, write_ssl4eo
+    keys = all_band_keys(("s1",))
+    cube = make_cube(np.full((2, 4, 2, 4, 4), -12.0, np.float32), ["ok", sid or "x"], keys, validate=False)
+    if not sid:
+        cube = cube.assign_coords(sample=np.asarray(["ok", ""], dtype=object))
+    with pytest.raises(DataError, match="cannot be used as a file name"):
+        write_ssl4eo(cube, tmp_path / "root", progress=False)
+    assert not (tmp_path / "escape.zarr.zip").exists() and not (tmp_path / "root" / "data").exists()

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eoembed.checks import (check_embedding_values, check_finite_labels, check_not_constant,
-                            check_numeric_cells, safe_name)
+from eoembed.checks import check_embedding_values, check_label_frame, check_not_constant, check_numeric_cells
 from eoembed.data.labels import read_label_file
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
@@ -153,15 +152,8 @@ def read_labels_any(labels) -> tuple[pd.DataFrame, dict, dict]:
             raise LabelError(f"labels DataFrame: task {t!r} has unknown type {types[t]!r}; "
                              f"use one of {sorted(TASK_TYPES)}.")
         canon[t] = TASK_TYPES[types[t]]
-    for t in df.columns:
-        safe_name(t, "task name", "the labels DataFrame")
-        bad = pd.to_numeric(df[t], errors="coerce").isna() & df[t].notna()
-        if bad.any():
-            raise LabelError(f"labels DataFrame: task {t!r} has non-numeric label(s) {df.loc[bad, t].tolist()[:3]} "
-                             f"(ids {[str(i) for i in df.index[bad][:5]]}); labels must be numbers.")
+    check_label_frame(df, "labels DataFrame")  # task names usable as file names, numeric, finite
     out = df.apply(pd.to_numeric, errors="raise").astype(float)
-    for t in out.columns:
-        check_finite_labels(out[t].to_numpy(), out.index, f"labels DataFrame, task {t!r}")
     out.index = out.index.astype(str)
     out.index.name = "id"
     if out.index.duplicated().any():
