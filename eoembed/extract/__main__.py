@@ -3,4 +3,4 @@ import sys
 
 if __name__ == "__main__":
     from eoembed.cli import app
-    app(["extract", *sys.argv[1:]], prog_name="python -m eoembed.extract")
+    app(["extract", *sys.argv[1:]], prog_name="eoembed")
