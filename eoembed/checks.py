@@ -133,6 +133,18 @@ def check_in_path(path: Any, *, option: str, kind: str = "any") -> Path:
     return p
 
 
+def read_csv_checked(path: Any, what: str, error: type[Exception] = DataError, **kwargs: Any) -> Any:
+    """``pd.read_csv`` with an eoembed error naming the file when it is empty, ragged or not text."""
+    import pandas as pd
+    try:
+        return pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise error(f"{what} {str(path)!r} is empty (not even a header); write the file again.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise error(f"{what} {str(path)!r} is not a well-formed CSV ({type(e).__name__}: {str(e).strip()}); every row "
+                    "needs the same columns as the header. Fix or re-export the file.") from None
+
+
 # ------------------------------------------------------------------------------------------------- numbers
 def check_finite_labels(values: Any, ids: Sequence[Any], where: str) -> None:
     """LabelError when labels hold +-inf (NaN means "no label" and is allowed)."""

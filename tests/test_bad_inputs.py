@@ -177,6 +177,10 @@ def test_extract_unknown_model(cube_path, tmp_path):
         "unknown model 'no_such_model'", "eoembed models")
 
 
+def test_extract_model_reference_not_an_embedder(cube_path, tmp_path):
+    bad(run_cli("extract", cube_path, "--model", "math:pi", "--out", tmp_path / "e.zarr"), "is not an Embedder")
+
+
 def test_extract_out_is_file(cube_path, tmp_path):
     (tmp_path / "e.zarr").write_text("x")
     bad(run_cli("extract", cube_path, "--model", FAKE, "--out", tmp_path / "e.zarr"), "is a file")
@@ -421,6 +425,8 @@ def test_bench_bad_labels(case, need, tmp_path):
     ("duplicate_ids", "Duplicate embedding ids"),
     ("no_id_column", "must contain a column 'id'"),
     ("ids_per_row", "Duplicate embedding ids"),
+    ("empty_file", "is empty"),
+    ("ragged_rows", "is not a well-formed CSV"),
 ])
 def test_bench_bad_embeddings(case, need, tmp_path, labels_dir):
     values = np.random.default_rng(4).normal(size=(N, 4))
@@ -440,6 +446,10 @@ def test_bench_bad_embeddings(case, need, tmp_path, labels_dir):
         emb_csv(path, values, ids=[f"id{i % (N - 1):04d}" for i in range(N)])
     elif case == "no_id_column":
         pd.DataFrame(values).to_csv(path, index=False)
+    elif case == "empty_file":
+        path.write_text("")
+    elif case == "ragged_rows":
+        path.write_text("id,0,1\nid0000,1,2\nid0001,3,4,5,6\n")
     elif case == "ids_per_row":
         emb_csv(path, values, ids=[f"id{i:04d}.zarr.zip" if i == 3 else f"id{i:04d}" for i in range(N - 1)] + ["id0003"])
     text = bad(run_cli("bench", path, "--labels", labels_dir, "--out", tmp_path / "res", "--mode", "ridge",

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eoembed.checks import check_embedding_values, check_label_frame, check_not_constant, check_numeric_cells
+from eoembed.checks import (check_embedding_values, check_label_frame, check_not_constant, check_numeric_cells,
+                            read_csv_checked)
 from eoembed.data.labels import read_label_file
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
@@ -61,7 +62,7 @@ def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]
         path = Path(embeddings)
         if not path.is_file():
             raise DataFileNotFound(f"Embedding file {path} does not exist; pass a NeuCo CSV with columns id,0..D-1.")
-        df = pd.read_csv(path, dtype={"id": str})
+        df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
         if "id" not in df.columns:
             raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
         values, raw_ids, coerced = _frame_to_array(df, str(path))

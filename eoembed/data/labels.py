@@ -39,6 +39,9 @@ def read_label_file(path: str | Path) -> tuple[str, str, pd.Series]:
         t = pd.read_csv(f, dtype={"id": str})
     except pd.errors.EmptyDataError:
         raise LabelError(f"label file {str(f)!r} is empty (not even a header); write 'id,label' rows or remove it.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise LabelError(f"label file {str(f)!r} is not a well-formed CSV ({type(e).__name__}); write 'id,label' "
+                         "rows.") from None
     if not {"id", "label"} <= set(t.columns):
         raise LabelError(f"label file {str(f)!r} has columns {list(t.columns)}; expected 'id,label'. Rename the columns.")
     if t["id"].isna().any():

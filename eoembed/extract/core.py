@@ -84,7 +84,8 @@ def _import_embedder(ref: str) -> Any:
     if not _is_embedder(obj) and callable(obj):
         obj = obj()
     if not _is_embedder(obj):
-        raise TypeError(f"{ref!r} is not an Embedder (an nn.Module with .spec, .prepare and forward)")
+        raise KeyError(f"{ref!r} is not an Embedder (an nn.Module with .spec, .prepare and forward); give a "
+                       "registered model name or 'module:attribute' of an Embedder")
     return obj
 
 
