@@ -177,6 +177,29 @@ def test_extract_unknown_model(cube_path, tmp_path):
         "unknown model 'no_such_model'", "eoembed models")
 
 
+@pytest.mark.parametrize("case,need", [
+    ("plain_file", "neither a saved cube (.nc) nor a sample file"),
+    ("folder_without_data", "holds no SSL4EO-S12-downstream data"),
+    ("garbage_nc", "cannot read the saved cube"),
+    ("broken_zarr", "cannot read the saved cube"),
+    ("zarr_without_bands", "has no 'bands' variable"),
+])
+def test_extract_bad_data_path(case, need, tmp_path):
+    data = tmp_path / {"plain_file": "cube.txt", "garbage_nc": "cube.nc"}.get(case, "cube.zarr")
+    if case in ("plain_file", "garbage_nc"):
+        data.write_bytes(b"not a cube")
+    elif case == "folder_without_data":
+        data.mkdir()
+        (data / "readme.txt").write_text("x")
+    elif case == "broken_zarr":
+        data.mkdir()
+        (data / "zarr.json").write_text('{"zarr_format": 3,')
+    else:
+        xr.Dataset({"image": ("x", np.arange(3.0))}).to_zarr(data, consolidated=False)
+    bad(run_cli("extract", data, "--model", FAKE, "--out", tmp_path / "e.zarr", "--no-progress"), need)
+    assert not (tmp_path / "e.zarr").exists()
+
+
 def test_extract_model_reference_not_an_embedder(cube_path, tmp_path):
     bad(run_cli("extract", cube_path, "--model", "math:pi", "--out", tmp_path / "e.zarr"), "is not an Embedder")
 

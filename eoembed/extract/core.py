@@ -137,27 +137,46 @@ def open_data(data: Any, modalities: Sequence[str] | None = None) -> tuple[xr.Da
     if not p.exists():
         raise DataFileNotFound(f"data path {str(p)!r} does not exist; pass a sample root (with data/ and labels/) "
                                "or a cube Dataset")
-    if p.suffix == ".nc":
-        cube = xr.open_dataset(p, chunks={})
-    elif p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no consolidated metadata: read it array by array
-            cube = xr.open_zarr(p)
+    if p.suffix == ".nc" or (p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata"))):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # no consolidated metadata: read array by array
+                cube = xr.open_dataset(p, chunks={}) if p.suffix == ".nc" else xr.open_zarr(p)
+        except Exception as e:  # noqa: BLE001 - xarray / zarr / netCDF raise many types for unreadable files
+            raise DataError(f"cannot read the saved cube {str(p)!r} ({type(e).__name__}: {e}); it is corrupt or not "
+                            "a cube written by eoembed (cube.to_zarr / to_netcdf): write it again") from None
     else:
         from eoembed.data import open_cube
         cube = open_cube(p, modalities=list(modalities) if modalities else None)
     return cube, str(p)
 
 
-def _check_cube(cube: xr.Dataset) -> None:
+def _check_data_path(data: Any) -> None:
+    """A data path must be a sample root, a saved cube (.zarr folder / .nc) or one .zarr.zip sample file."""
+    from eoembed.data.ssl4eo import SUFFIX, _find_data_dir
+    if isinstance(data, (xr.Dataset, xr.DataArray)):
+        return
+    p = Path(data)
+    if not p.exists():
+        raise DataFileNotFound(f"data path {str(p)!r} does not exist; pass a sample root (with data/ and labels/), "
+                               "a saved cube (.zarr / .nc) or a cube Dataset")
+    if p.is_file() and not (p.suffix == ".nc" or p.name.endswith(SUFFIX)):
+        raise DataError(f"data path {str(p)!r} is a file but neither a saved cube (.nc) nor a sample file "
+                        f"(*{SUFFIX}); pass a sample root, a saved cube (.zarr folder / .nc) or a sample file")
+    if p.is_dir() and not any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata")):
+        _find_data_dir(p)  # DataFileNotFound describing the expected layout
+
+
+def _check_cube(cube: xr.Dataset, source: str = "the cube") -> None:
     """Structure, unique ids, a dtype that can hold the sensors' units, lat/lon in degrees (before any store)."""
     from eoembed.data.cube import _check_latlon, check_dtype
 
     if "bands" not in cube.data_vars:
-        raise DataError("the cube has no 'bands' variable; build it with eoembed.data.open_cube")
+        raise DataError(f"{source!r} has no 'bands' variable (variables: {list(cube.data_vars)}); it is not a cube: "
+                        "build one with eoembed.data.open_cube / make_cube, or pass a sample root")
     dims = cube["bands"].dims
     if dims != ("sample", "season", "band", "y", "x"):
-        raise DataError(f"cube 'bands' has dims {dims}; expected ('sample', 'season', 'band', 'y', 'x') "
+        raise DataError(f"cube 'bands' of {source!r} has dims {dims}; expected ('sample', 'season', 'band', 'y', 'x') "
                         "(eoembed.data.open_cube makes this form)")
     ids = [str(i) for i in cube["sample"].values]
     if len(set(ids)) != len(ids):
@@ -165,7 +184,7 @@ def _check_cube(cube: xr.Dataset) -> None:
         dup = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
         raise DataError(f"duplicate sample ids in the cube: {dup[:10]}; make ids unique before extracting")
     check_dtype(cube["bands"].dtype, [str(b) for b in cube["band"].values],
-                where=f" (in {cube.attrs.get('source') or 'the cube'})")
+                where=f" (in {source})")
     if all(c in cube.coords and cube[c].dims == ("sample",) for c in ("lat", "lon")):
         _check_latlon(cube)
 
@@ -578,9 +597,7 @@ def _check_args(data: Any, models: Any, out: Any, batch_size: Any, chunk_size: A
         raise ValueError(f"missing_bands must be one of {MISSING_BANDS}, got {missing_bands!r}")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if not isinstance(data, (xr.Dataset, xr.DataArray)) and not Path(data).exists():
-        raise DataFileNotFound(f"data path {str(data)!r} does not exist; pass a sample root (with data/ and labels/), "
-                               "a saved cube (.zarr / .nc) or a cube Dataset")
+    _check_data_path(data)
     if isinstance(device, str):
         check_device(device, option="device")
     return models, chunk_size, check_out_path(out, option="out")
@@ -669,7 +686,7 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
         raise ValueError(f"models {names} repeat a name; each model is one group of the store")
     modalities = sorted({str(b).split("/")[0] for e in embedders for b in e.spec.bands})
     cube, source = open_data(data, modalities)
-    _check_cube(cube)
+    _check_cube(cube, source)
     ids = np.asarray([str(i) for i in cube["sample"].values], dtype=object)
     n = len(ids)
     if n == 0:
