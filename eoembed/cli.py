@@ -32,7 +32,7 @@ RESUMABLE = {"sample": "existing sample files are kept", "extract": "committed c
              "train": "checkpoints are kept", "ablate": "finished runs are kept",
              "demo": "finished steps are kept"}
 _BAD_INPUT = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
-              IsADirectoryError)
+              IsADirectoryError, ImportError)  # ImportError: an optional dependency to install (named in the message)
 _HINT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|True|False|[-\w.]*\w|(?=[.,;]?(?:\s|$)))")
 
 

@@ -784,3 +784,12 @@ def test_write_ssl4eo_rejects_ids_that_are_not_file_names(sid, tmp_path):
     with pytest.raises(DataError, match="cannot be used as a file name"):
         write_ssl4eo(cube, tmp_path / "root", progress=False)
     assert not (tmp_path / "escape.zarr.zip").exists() and not (tmp_path / "root" / "data").exists()
+
+
+@pytest.mark.parametrize("kw,need", [({"eval_folds": 1}, "eval_folds=1 is too small"),
+                                     ({"q_mode": "knn"}, "q_mode='knn' is not valid")])
+def test_ablate_python_checks_before_training(kw, need, store, labels_dir, tmp_path):
+    from eoembed.compress import ablate
+    with pytest.raises(DataError, match=need):
+        ablate(store, labels_dir, combos=[["fa"]], baselines=[], epochs=1, out=tmp_path / "a", progress=False, **kw)
+    assert not (tmp_path / "a").exists()

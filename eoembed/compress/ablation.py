@@ -84,6 +84,11 @@ def ablate(store: Any, labels: Any, combos: Sequence[Sequence[str]] | None = Non
 
     if labels is None:
         raise ValueError("ablate needs labels (a NeuCo labels folder or labels DataFrame) to score combinations")
+    from eoembed.checks import check_choice, check_int, check_out_path
+    check_int("eval_folds", eval_folds, 2)  # checked before any training, like every argument
+    check_choice("q_mode", q_mode, ("compat", "ridge"))
+    if out is not None:
+        check_out_path(out, option="out")
     labels = _read_labels(labels)
     fused_all = store if isinstance(store, xr.DataArray) and "slices" in store.attrs else fuse(store)
     all_models = list(fused_slices(fused_all))
