@@ -161,6 +161,7 @@ FAKE = "test_extract_fakes:slow_fake"
     ("--on-error", "ignore", "on_error must be one of"),
     ("--num-workers", "-2", "num_workers must be an int >= 0"),
     ("--device", "gpu7", "is not a device"),
+    ("--size", "nano", "size must be 'full' or 'tiny'"),
 ])
 def test_extract_bad_option(option, value, need, cube_path, tmp_path):
     out = tmp_path / "emb.zarr"
@@ -523,6 +524,7 @@ def test_inf_labels_in_dataframe():
     ("eval_every", "--eval-every 0 is too small"),
     ("preset", "--preset 'winners' is not valid"),
     ("weights", "MODEL_OR_FAMILY=WEIGHT"),
+    ("weight_value", "the weight must be a number"),
 ])
 def test_train_bad_option(case, need, store, labels_dir, tmp_path):
     out = tmp_path / "run"
@@ -540,7 +542,8 @@ def test_train_bad_option(case, need, store, labels_dir, tmp_path):
         extra = {"q_mode": ["--q-mode", "fast"], "q_on": ["--q-on", "train"], "dtype": ["--dtype", "float64"],
                  "val_fraction": ["--val-fraction", "1.5"], "export_suffix": ["--export", tmp_path / "e.parquet"],
                  "eval_every": ["--eval-every", "0"], "preset": ["--preset", "winners"],
-                 "weights": ["--weights", "fa=1", "--weights", "fb"]}[case]
+                 "weights": ["--weights", "fa=1", "--weights", "fb"],
+                 "weight_value": ["--weights", "fa=heavy"]}[case]
     bad(run_cli("train", st, "--labels", labels, "--out", out, "--epochs", "2", "--no-progress", *extra), need)
     assert not (out / "checkpoints").exists(), "nothing trained before the arguments were checked"
 

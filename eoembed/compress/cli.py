@@ -42,7 +42,10 @@ def _weights(values: list[str] | None) -> object:
         k, sep, w = v.partition("=")
         if not sep:
             raise typer.BadParameter(f"--weights {v!r}: use MODEL_OR_FAMILY=WEIGHT or a preset name")
-        out[k] = float(w)
+        try:
+            out[k] = float(w)
+        except ValueError:
+            raise typer.BadParameter(f"--weights {v!r}: the weight must be a number, e.g. {k}=0.5") from None
     return out
 
 

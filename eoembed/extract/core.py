@@ -576,7 +576,7 @@ def _run_dask(dask_address: Any, store_path: str, cube: xr.Dataset, data: Any, m
 
 # ---------------------------------------------------------------------------------------------- entry point
 def _check_args(data: Any, models: Any, out: Any, batch_size: Any, chunk_size: Any, num_workers: Any,
-                missing_bands: str, on_error: str, device: Any) -> tuple[list, int, Path]:
+                missing_bands: str, on_error: str, device: Any, size: Any) -> tuple[list, int, Path]:
     """Every argument of :func:`extract`, checked before any model is built; returns (models, chunk_size, out)."""
     from eoembed.checks import check_device, check_out_path
 
@@ -598,6 +598,9 @@ def _check_args(data: Any, models: Any, out: Any, batch_size: Any, chunk_size: A
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     _check_data_path(data)
+    for v in (size.values() if isinstance(size, Mapping) else [size]):
+        if v not in ("full", "tiny"):
+            raise ValueError(f"size must be 'full' or 'tiny' (one value, or one per model), got {v!r}")
     if isinstance(device, str):
         check_device(device, option="device")
     return models, chunk_size, check_out_path(out, option="out")
@@ -678,7 +681,7 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
 
     t0 = time.perf_counter()
     models, chunk_size, out = _check_args(data, models, out, batch_size, chunk_size, num_workers, missing_bands,
-                                          on_error, device)
+                                          on_error, device, size)
     dev = resolve_device(device)
     embedders = [build_model(m, weights, size, preset, dev, missing_bands) for m in models]
     names = [_model_name(e) for e in embedders]
