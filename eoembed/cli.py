@@ -45,10 +45,8 @@ def _message(err: BaseException) -> str:
     """The text of an error: KeyError without its repr quotes; OS errors with their file name."""
     if isinstance(err, KeyError) and len(err.args) == 1:
         return str(err.args[0])
-    if isinstance(err, OSError) and err.filename is not None and not str(err).count(str(err.filename)):
-        return f"{err.strerror or err}: {err.filename!r}"
     if isinstance(err, OSError) and err.filename is not None and err.strerror:
-        return f"{err.strerror}: {err.filename!r}"
+        return f"{err.strerror}: {str(err.filename)!r}"
     return str(err) or type(err).__name__
 
 
@@ -92,8 +90,8 @@ def _report(ctx: Any, err: BaseException) -> int:
     if isinstance(err, _BAD_INPUT):
         typer.echo(f"{where}error: {cli_hints(_message(err), sub)}", err=True)
         return EXIT_BAD_INPUT
-    typer.echo(f"{where}internal error ({type(err).__name__}: {_message(err)}). This is a bug, not a bad input: "
-               "re-run with `eoembed --debug ...` and report the traceback.", err=True)
+    typer.echo(f"{where}internal error ({type(err).__name__}: {_message(err)}); not recognised as a bad input. "
+               "Re-run with `eoembed --debug ...` for the traceback and report it if it is a bug.", err=True)
     return EXIT_INTERNAL
 
 
