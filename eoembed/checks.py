@@ -1,7 +1,7 @@
 """Small checks of arguments, output paths and numbers, shared by the Python functions and the CLI.
 
 Each check raises one of eoembed's errors (eoembed/errors.py) with a message that says what is wrong, where,
-and how to fix it. Only numpy is imported here (the CLI imports this module at start-up).
+and how to fix it. Only numpy is imported at module level, so the CLI modules can import this one at start-up.
 """
 from __future__ import annotations
 
