@@ -38,6 +38,60 @@ def _flat(emb: xr.DataArray) -> xr.DataArray:
                         coords={"sample": emb["sample"].values, "feature": np.arange(arr.shape[1])})
 
 
+#: Fewest samples the demo accepts: every task needs >= 11 labelled samples for 90/10 folds, plus a validation split.
+DEMO_MIN_SAMPLES = 20
+
+
+def _check_demo_args(out: Any, n: int, size: int, seed: int, models: Sequence[str], model_size: str, epochs: int,
+                     eval_every: int, folds: int, out_dim: int, mode: str, device: str | None) -> None:
+    """Every argument of :func:`demo`, checked before any work (DataError / OutputError naming the fix)."""
+    from eoembed.checks import check_choice, check_device, check_int, check_out_path
+    from eoembed.errors import DataError
+    from eoembed.models.registry import model_names
+
+    check_out_path(out, option="OUT")
+    check_int("n", n, DEMO_MIN_SAMPLES)
+    check_int("size", size, 8)
+    check_int("seed", seed, 0)
+    for name, v, lo in (("epochs", epochs, 1), ("eval_every", eval_every, 1), ("folds", folds, 2),
+                        ("out_dim", out_dim, 1)):
+        check_int(name, v, lo)
+    check_choice("model_size", model_size, ("tiny", "full"))
+    check_choice("mode", mode, ("ridge", "compat"))
+    check_device(device)
+    models = list(models)
+    known = model_names()
+    unknown = [m for m in models if m not in known]
+    if not models or unknown:
+        raise DataError(f"model(s) {unknown or models} are not registered; choose from {known}.")
+    if len(set(models)) != len(models):
+        raise DataError(f"models {models} name a model twice; give each model once.")
+
+
+def _print_tables(table: pd.DataFrame, overall: pd.DataFrame, trained: Any, mode: str) -> None:
+    """The demo's three tables: Q per task and method, overall Q-bar / Z, the compressor history."""
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
+        print(f"\nQ per task (rows) and method (columns), {mode} probes:")
+        print(table.round(1).to_string())
+        print("\nOverall quality per method (Q-bar = mean Q over tasks; Z = task-normalised score):")
+        print(overall.round(2).to_string())
+        print("\nCompressor history (val MSE; in-loop Q-bar on the selection and the report half of the labels):")
+        hist = trained.history[["epoch", "train_loss", "val_mse", "q_select", "q_report"]].round(3)
+        print(hist.to_string(index=False))
+        print(f"\nselected epoch (best selection Q-bar {trained.q_select:.2f}): {trained.selected_epoch}; its "
+              f"held-out report Q-bar {trained.q_report:.2f}; best-MSE epoch: {trained.best_mse_epoch}. The "
+              "fused_ae rows above score all samples, half of which chose the epoch.")
+
+
+def _sample_done(root: Path, **params: int) -> bool:
+    """True when ``root`` holds a complete generated sample made with ``params`` (n, seed, size)."""
+    try:
+        m = json.loads((root / ".eoembed_sample.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(m.get("complete")) and all(m.get(k) == v for k, v in params.items())
+
+
 def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
          models: Sequence[str] = DEMO_MODELS, model_size: str = "tiny", epochs: int = 20, eval_every: int = 5,
          folds: int = 10, out_dim: int = 128, mode: str = "ridge", device: str | None = None,
@@ -57,14 +111,15 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
     from eoembed.data import open_cube, read_labels, sample
     from eoembed.extract import extract, open_embeddings
 
+    _check_demo_args(out, n, size, seed, models, model_size, epochs, eval_every, folds, out_dim, mode, device)
     out_p = Path(out)
     out_p.mkdir(parents=True, exist_ok=True)
     root = out_p / "sample"
-    if not (root / "meta.csv").exists():
+    if _sample_done(root, n=n, seed=seed, size=size):
+        print(f"[1/5] reusing the sample in {root}")
+    else:  # sample() resumes a partial sample and refuses one made with other arguments
         print(f"[1/5] generating {n} samples of {size}x{size} px into {root}")
         sample(root, n=n, seed=seed, size=size, progress=progress)
-    else:
-        print(f"[1/5] reusing the sample in {root}")
     labels = read_labels(root / "labels")
     cube = open_cube(root)
 
@@ -99,17 +154,7 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
                             f"Q-bar {mode}": {k: r.overall_q for k, r in results.items()},
                             f"Z {mode}": z})
 
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
-        print(f"\nQ per task (rows) and method (columns), {mode} probes:")
-        print(table.round(1).to_string())
-        print("\nOverall quality per method (Q-bar = mean Q over tasks; Z = task-normalised score):")
-        print(overall.round(2).to_string())
-        print("\nCompressor history (val MSE; in-loop Q-bar on the selection and the report half of the labels):")
-        hist = trained.history[["epoch", "train_loss", "val_mse", "q_select", "q_report"]].round(3)
-        print(hist.to_string(index=False))
-        print(f"\nselected epoch (best selection Q-bar {trained.q_select:.2f}): {trained.selected_epoch}; its "
-              f"held-out report Q-bar {trained.q_report:.2f}; best-MSE epoch: {trained.best_mse_epoch}. The "
-              "fused_ae rows above score all samples, half of which chose the epoch.")
+    _print_tables(table, overall, trained, mode)
     summary = {
         "n_samples": int(cube.sizes["sample"]), "size": int(cube.sizes["y"]), "models": list(models),
         "model_size": model_size, "folds": folds, "mode": mode,

@@ -104,7 +104,8 @@ def test_drops_and_nan_are_reported(data):
     prep = prepare(extra, lab, ids=extra_ids)
     rep = prep.report
     assert rep["dropped_no_label"]["count"] == 4 and rep["dropped_no_label"]["ids"][0] == "unlabelled0"
-    assert rep["nan_filled"] == {"rows": 2, "values": D + 1, "non_numeric_cells": 0, "ids": [ids[3], ids[5]]}
+    assert rep["nan_filled"] == {"rows": 2, "values": D + 1, "non_numeric_cells": 0, "inf_values": 0,
+                                 "ids": [ids[3], ids[5]]}
     assert rep["n_samples"]["noise"] == N - 1
     assert np.isfinite(prep.X).all()
     assert prep.X.mean() == pytest.approx(0, abs=1e-5) and prep.X.std() == pytest.approx(1, abs=1e-4)

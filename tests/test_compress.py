@@ -74,7 +74,7 @@ def test_fuse_errors_name_model_and_ids(emb):
         fuse(dict(data, presto=bad))
     nan = data["croma_tiny"].copy(deep=True)
     nan[7, 1, 2] = np.nan
-    with pytest.raises(StoreError, match=r"'croma_tiny' has NaN embedding values .*s0007"):
+    with pytest.raises(StoreError, match=r"'croma_tiny' has NaN/inf embedding values .*s0007"):
         fuse(dict(data, croma_tiny=nan))
     with pytest.raises(StoreError, match="not in the store"):
         fuse(data, models=["nope"])
@@ -205,13 +205,10 @@ def test_bad_training_inputs(emb):
 
 
 def test_cli_fuse_and_train(store, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from eoembed.compress.cli import register
+    from eoembed.cli import app
 
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
     r = runner.invoke(app, ["fuse", str(store), str(tmp_path / "fused.zarr"), "-m", "presto", "-m", "croma_tiny"])
     assert r.exit_code == 0, r.output
@@ -223,4 +220,4 @@ def test_cli_fuse_and_train(store, tmp_path):
     assert r.exit_code == 0, r.output
     assert "selected epoch" in r.output and pd.read_csv(tmp_path / "e.csv").shape == (48, 4)
     r = runner.invoke(app, ["train", "/nonexistent.zarr", "--no-progress"])
-    assert r.exit_code == 1 and "does not exist" in r.output
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output

@@ -38,7 +38,7 @@ def test_valid_cube_report():
 
 def test_missing_bands_default_and_partial_modality():
     keys = [k for k in all_band_keys(("s2l2a",)) if k not in ("s2l2a/B01", "s2l2a/B09")]
-    cube = make_cube(np.ones((1, 4, len(keys), 2, 2), np.float32), ["x"], keys)
+    cube = make_cube(np.full((1, 4, len(keys), 2, 2), 1000, np.float32), ["x"], keys)
     assert cube.attrs["missing_bands"] == ["s2l2a/B01", "s2l2a/B09"]
     assert np.isnan(cube["lat"].values).all()
 
@@ -55,7 +55,7 @@ def test_select_bands_order_and_missing():
 
 def test_select_bands_names_source_missing():
     keys = [k for k in all_band_keys(("s2l2a",)) if k != "s2l2a/B8A"]
-    cube = make_cube(np.ones((1, 4, len(keys), 2, 2), np.float32), ["x"], keys, source="wc.nc")
+    cube = make_cube(np.full((1, 4, len(keys), 2, 2), 1000, np.float32), ["x"], keys, source="wc.nc")
     with pytest.raises(DataError, match=r"The source \('wc.nc'\) does not have 's2l2a/B8A'"):
         select_bands(cube, ["s2l2a/B8A"])
 
@@ -80,8 +80,12 @@ def test_bad_dims_order():
 
 def test_bad_integer_dtype():
     cube = _cube()
-    cube = cube.assign(bands=cube["bands"].astype("uint16"))
+    s2 = _cube(modalities=("s2l2a",))
+    s2 = s2.assign(bands=s2["bands"].astype("uint16"))
     with pytest.raises(DataError, match=r"has dtype uint16; expected float32 .*astype\('float32'\)"):
+        validate_cube(s2)
+    cube = cube.assign(bands=cube["bands"].astype("uint16"))  # S1 dB cannot be unsigned
+    with pytest.raises(DataError, match=r"integers \(uint16\) but S1 must be float dB"):
         validate_cube(cube)
 
 

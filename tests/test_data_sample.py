@@ -117,4 +117,4 @@ def test_validates_and_cli(tmp_path, sample_root):
     assert r.exit_code == 0 and "OK" in r.output and "task random_cls" in r.output, r.output
     next((tmp_path / "s" / "data" / "s1").rglob("*.zarr.zip")).unlink()
     r = CliRunner().invoke(app, ["validate", str(tmp_path / "s"), "--no-progress"])
-    assert r.exit_code == 1 and "sample ids missing from some modalities" in r.output
+    assert r.exit_code == 2 and "sample ids missing from some modalities" in r.output

@@ -41,6 +41,18 @@ def register(app: typer.Typer) -> None:
 
         --out is written like one NeuCo-Bench run folder (<output_dir>/<phase>/<experiment>): NeuCo-Bench's
         summarize_runs(output_dir, phase) reads it unchanged."""
+        from eoembed.checks import check_choice, check_device, check_in_path, check_out_path
+
+        check_in_path(embeddings, option="EMBEDDINGS", kind="file")
+        check_in_path(labels, option="--labels", kind="dir")
+        if config is not None:
+            check_in_path(config, option="--config", kind="file")
+        if exclude_file is not None:
+            check_in_path(exclude_file, option="--exclude-file", kind="file")
+        check_out_path(out, option="--out")
+        check_choice("--mode", mode, ("compat", "ridge"))
+        check_choice("--metric", metric, ("neuco", "tessera"))
+        check_device(device)
         from eoembed.bench import evaluate
 
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eoembed.checks import (check_embedding_values, check_label_frame, check_not_constant, check_numeric_cells,
+                            read_csv_checked)
 from eoembed.data.labels import LABEL_ORDER, read_label_file, task_row_order
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
@@ -44,10 +46,9 @@ def _frame_to_array(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarr
     if not cols:
         raise DataError(f"{source}: no embedding columns found; expected columns 'id,0,1,...,D-1'.")
     block = df[cols]
-    n_nan_before = int(block.isna().to_numpy().sum())
+    check_numeric_cells(block, ids, source)  # text cells are an error, not silently NaN -> 0
     values = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    coerced = int(np.isnan(values).sum()) - n_nan_before
-    return values, ids, coerced
+    return values, ids, 0
 
 
 def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -61,7 +62,7 @@ def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]
         path = Path(embeddings)
         if not path.is_file():
             raise DataFileNotFound(f"Embedding file {path} does not exist; pass a NeuCo CSV with columns id,0..D-1.")
-        df = pd.read_csv(path, dtype={"id": str})
+        df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
         if "id" not in df.columns:
             raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
         values, raw_ids, coerced = _frame_to_array(df, str(path))
@@ -118,6 +119,9 @@ def read_label_folder(folder) -> tuple[pd.DataFrame, dict]:
     series, types, skipped = {}, {}, {}
     for f in files:
         task, kind, lab = read_label_file(f)  # one parser for the layout (eoembed.data.labels)
+        if not lab.notna().any():
+            raise LabelError(f"label file {str(f)!r} holds no label (only a header, or every label cell empty); "
+                             "fill it or move it out of the label folder.")
         if task in series:
             raise LabelError(f"Task {task!r} appears in two label files in {folder}; keep one.")
         skipped[task] = int(lab.isna().sum())  # NeuCo-Bench skips empty labels: counted here
@@ -149,6 +153,7 @@ def read_labels_any(labels) -> tuple[pd.DataFrame, dict, dict]:
             raise LabelError(f"labels DataFrame: task {t!r} has unknown type {types[t]!r}; "
                              f"use one of {sorted(TASK_TYPES)}.")
         canon[t] = TASK_TYPES[types[t]]
+    check_label_frame(df, "labels DataFrame")  # task names usable as file names, numeric, finite
     out = df.apply(pd.to_numeric, errors="raise").astype(float)
     out.index = out.index.astype(str)
     out.index.name = "id"
@@ -246,9 +251,12 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
     dropped_ids = emb_ids[~keep]
     X = values[keep]
     kept_ids = emb_ids[keep]
+    check_embedding_values(X, kept_ids, str(info.get("source")))
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
+    n_inf = int(np.isinf(X).sum())
     X = np.where(nan_mask, 0.0, X)
+    check_not_constant(X, str(info.get("source")))
     X, padded = _pad_to(X, embedding_dim, info.get("source"))
     mu, sigma = float(X.mean()), float(X.std())
     if standardize:
@@ -288,7 +296,7 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
         "ids_suffix_stripped": info["ids_suffix_stripped"],
         "dropped_no_label": {"count": int(len(dropped_ids)), "ids": _listed(dropped_ids)},
         "nan_filled": {"rows": int(nan_rows.sum()), "values": int(nan_mask.sum()),
-                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)),
+                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)), "inf_values": n_inf,
                        "ids": _listed(kept_ids[nan_rows])},
         "labels_without_embedding": no_embedding,
         "empty_labels_skipped": {t: int(skipped.get(t, 0)) for t in tasks},

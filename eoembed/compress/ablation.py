@@ -112,6 +112,11 @@ def _check_inputs(store: Any, labels: Any, combos: Any, baselines: Sequence[str]
     unknown = [b for b in baselines if b not in _BASELINE_NAMES]
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; choose from 'pca', 'rcf'")
+    from eoembed.checks import check_choice, check_int, check_out_path
+    check_int("eval_folds", eval_folds, 2)  # checked before any training, like every argument
+    check_choice("q_mode", q_mode, ("compat", "ridge"))
+    if out is not None:
+        check_out_path(out, option="out")
     labels = _read_labels(labels)
     fused_all = store if isinstance(store, xr.DataArray) and "slices" in store.attrs else fuse(store)
     all_models = list(fused_slices(fused_all))

@@ -8,14 +8,27 @@ from typing import Optional
 
 import typer
 
-from eoembed.errors import EOEmbedError
+from eoembed.checks import (check_choice, check_device, check_fraction, check_in_path, check_int,
+                            check_out_path)
 
-_ERRORS = (EOEmbedError, ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError)
+Q_MODES = ("compat", "ridge")
 
 
-def _fail(err: Exception) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(1) from err
+def _check_common(store: str, labels: str | None, out: str | None, device: str | None, q_mode: str,
+                  epochs: int | None, preset: str | None, out_dim: int | None) -> None:
+    """Checks shared by ``train`` and ``ablate``, done before any data is read."""
+    from eoembed.compress.model import PRESETS
+    check_in_path(store, option="STORE")
+    if labels is not None:
+        check_in_path(labels, option="--labels", kind="dir")
+    if out:
+        check_out_path(out, option="--out")
+    check_device(device)
+    check_choice("--q-mode", q_mode, Q_MODES)
+    check_int("--epochs", epochs, 1, allow_none=True)
+    check_int("--out-dim", out_dim, 1, allow_none=True)
+    if preset is not None:
+        check_choice("--preset", preset, sorted(PRESETS))
 
 
 def _weights(values: list[str] | None) -> object:
@@ -29,7 +42,10 @@ def _weights(values: list[str] | None) -> object:
         k, sep, w = v.partition("=")
         if not sep:
             raise typer.BadParameter(f"--weights {v!r}: use MODEL_OR_FAMILY=WEIGHT or a preset name")
-        out[k] = float(w)
+        try:
+            out[k] = float(w)
+        except ValueError:
+            raise typer.BadParameter(f"--weights {v!r}: the weight must be a number, e.g. {k}=0.5") from None
     return out
 
 
@@ -40,17 +56,24 @@ def fuse(
     overwrite: bool = typer.Option(False, help="replace OUT if it exists"),
 ) -> None:
     """Concatenate the models of STORE (sorted names or --model order) into one vector per sample."""
+    import shutil
+
     from eoembed.compress.fusion import fuse as run
-    try:
-        if Path(out).exists() and not overwrite:
-            raise FileExistsError(f"{out!r} exists; pass --overwrite or another path")
-        fused = run(store, models or None)
-        ds = fused.drop_vars("model").to_dataset(name="fused")
-        ds.attrs = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in fused.attrs.items()}
-        ds["sample"] = ds["sample"].astype(str)
-        ds.to_zarr(out, mode="w", consolidated=False)
-    except _ERRORS as err:
-        _fail(err)
+    check_in_path(store, option="STORE")
+    check_out_path(out, option="OUT", exist_ok=overwrite)
+    fused = run(store, models or None)
+    ds = fused.drop_vars("model").to_dataset(name="fused")
+    ds.attrs = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in fused.attrs.items()}
+    ds["sample"] = ds["sample"].astype(str)
+    tmp = Path(out).with_name(Path(out).name + ".eoembed-tmp")  # written beside OUT, renamed when complete
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    ds.to_zarr(tmp, mode="w", consolidated=False)
+    if Path(out).is_dir():
+        shutil.rmtree(out)
+    elif Path(out).exists():
+        Path(out).unlink()
+    tmp.rename(out)
     typer.echo(f"wrote {out}: {fused.sizes['sample']} samples x {fused.sizes['feature']} features; "
                f"slices {fused.attrs['slices']}")
 
@@ -91,18 +114,32 @@ def train(
     """Train the compressor on STORE; prints the epoch selected on the selection labels, its held-out (report)
     Q-bar and the best-MSE epoch."""
     from eoembed.compress.train import IN_LOOP_Q_FOLDS, train_compressor
-    try:
-        res = train_compressor(store, labels, models=models or None, epochs=epochs, eval_every=eval_every, out=out,
-                               val_fraction=val_fraction, select_fraction=select_fraction,
-                               select_tasks=select_task or None, select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden,
-                               out_dim=out_dim, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                               weights=_weights(weights), q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
-                               q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress,
-                               precision=precision)
-        if export:
-            res.export(export, dtype=dtype)
-    except _ERRORS as err:
-        _fail(err)
+    _check_common(store, labels, out, device, q_mode, epochs, preset, out_dim)
+    check_int("--eval-every", eval_every, 1)
+    check_fraction("--val-fraction", val_fraction)
+    if not select_task:
+        check_fraction("--select-fraction", select_fraction)
+    check_int("--q-folds", q_folds, 2, allow_none=True)
+    check_choice("--q-on", q_on, ("all", "val"))
+    check_choice("--dtype", dtype, ("float16", "float32"))
+    check_choice("--precision", precision, ("float32", "bf16"))
+    for name, v in (("--hidden", hidden), ("--batch-size", batch_size), ("--threads", threads)):
+        check_int(name, v, 1, allow_none=True)
+    w = _weights(weights)
+    if export:
+        if not export.endswith((".csv", ".zarr")):
+            raise typer.BadParameter(f"{export!r}: name the export *.csv or *.zarr", param_hint="--export")
+        check_out_path(export, option="--export", kind="file" if export.endswith(".csv") else "dir",
+                       exist_ok=False)
+    res = train_compressor(store, labels, models=models or None, epochs=epochs, eval_every=eval_every, out=out,
+                           val_fraction=val_fraction, select_fraction=select_fraction,
+                           select_tasks=select_task or None, select_seed=select_seed, seed=seed, device=device,
+                           preset=preset, hidden=hidden, out_dim=out_dim, batch_size=batch_size, lr=lr,
+                           weight_decay=weight_decay, weights=w, q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
+                           q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress,
+                           precision=precision)
+    if export:
+        res.export(export, dtype=dtype)
     typer.echo(f"selected epoch {res.selected_epoch} by {res.selection} (selection Q-bar {res.q_select:.3f}; "
                f"held-out report Q-bar {res.q_report:.3f}); best val MSE {res.best_mse:.4g} at epoch "
                f"{res.best_mse_epoch}; checkpoint {res.checkpoint}")
@@ -137,14 +174,35 @@ def ablate(
     table.csv, per_task.csv, per_task_null.csv and selection.csv to OUT (columns: see eoembed.compress.ablate)."""
     from eoembed.compress.ablation import ablate as run
     from eoembed.compress.train import IN_LOOP_Q_FOLDS
+    _check_common(store, labels, out, device, q_mode, epochs, preset, out_dim)
+    check_int("--eval-folds", eval_folds, 2)
+    check_int("--q-folds", q_folds, 2, allow_none=True)
+    check_int("--null-draws", null_draws, 2)
+    if not select_task:
+        check_fraction("--select-fraction", select_fraction)
+    for b in baselines:
+        check_choice("--baseline", b, ("pca", "rcf"))
+    for d in baseline_dim or ():
+        check_int("--baseline-dim", d, 1)
+    if cube is not None:
+        check_in_path(cube, option="--cube")
+    combos = [[m.strip() for m in c.split(",") if m.strip()] for c in combo] if combo else None
+    if combos is not None and not all(combos):
+        raise typer.BadParameter("an empty combination; give MODEL,MODEL,...", param_hint="--combo")
     try:
-        res = run(store, labels, combos=[c.split(",") for c in combo] if combo else None, baselines=baselines,
+        res = run(store, labels, combos=combos, baselines=baselines,
                   cube=cube, epochs=epochs, preset=preset, out_dim=out_dim, out=out, eval_folds=eval_folds,
                   q_folds=q_folds or IN_LOOP_Q_FOLDS, select_fraction=select_fraction,
                   select_tasks=select_task or None, select_seed=select_seed, null_draws=null_draws,
                   baseline_dims=baseline_dim or None, q_mode=q_mode, seed=seed, device=device, progress=progress)
-    except _ERRORS as err:
-        _fail(err)
+    except ValueError as err:  # train_compressor's resume hint names flags that ablate does not have
+        msg = str(err)
+        if "resume=False, overwrite=True" not in msg:
+            raise
+        raise ValueError(msg.replace("another out folder, or resume=False, overwrite=True",
+                                     "another --out, or delete that run's folder in --out (ablate continues a run "
+                                     "only with the same settings)").replace(
+            "resume=False, overwrite=True", "another --out")) from None
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         res.table.to_csv(Path(out) / "table.csv")

@@ -163,7 +163,7 @@ def fuse(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
                                  + ". Extract every model for the same samples (or select models with the same ids).")
             da = da.sel(sample=ref_ids)
         arr, shape = _flatten(name, da)
-        nan = np.isnan(arr)
+        nan = ~np.isfinite(arr)  # inf is treated like NaN
         if nan.any():
             rows_all = np.where(nan.all(axis=1))[0]
             if rows_all.size:
@@ -171,7 +171,7 @@ def fuse(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
                                  f"{_fmt_ids([ref_ids[i] for i in rows_all])}. Re-run the extraction for those "
                                  "samples (eoembed extract resumes) or fuse without that model.")
             rows = np.where(nan.any(axis=1))[0]
-            raise StoreError(f"model {name!r} has NaN embedding values for {rows.size} samples: "
+            raise StoreError(f"model {name!r} has NaN/inf embedding values for {rows.size} samples: "
                              f"{_fmt_ids([ref_ids[i] for i in rows])}. Check those inputs (nodata) and re-extract.")
         blocks.append(arr)
         slices[name] = [start, start + arr.shape[1]]

@@ -40,6 +40,7 @@ import torch
 import xarray as xr
 
 from eoembed import runtime
+from eoembed.checks import check_choice, check_finite_matrix
 from eoembed.compress.fusion import fuse, fused_slices, select_models
 from eoembed.compress.model import (PRESETS, Compressor, CompressorConfig, feature_weights, resolve_config,
                                     resolve_weights, weighted_mse)
@@ -381,6 +382,7 @@ def _check_options(o: _Opts) -> None:
         raise ValueError(f"keep_checkpoints must be 'best' or 'all', got {o.keep_checkpoints!r}")
     if o.q_folds < 2:
         raise ValueError(f"q_folds must be >= 2 (Q needs a spread over folds), got {o.q_folds}")
+    check_choice("q_mode", o.q_mode, ("compat", "ridge"))
 
 
 def _val_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -423,6 +425,7 @@ def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
                          weight_decay=o.weight_decay, batch_size=o.batch_size, epochs=o.epochs, seed=o.seed,
                          weights=o.weights)
     fused = as_fused(store, o.models)
+    check_finite_matrix(np.asarray(fused.values), fused["sample"].values, "train_compressor: fused embeddings")
     slices = fused_slices(fused)
     wts = resolve_weights(list(slices), cfg.weights, cfg.default_weight)
     ids = [str(s) for s in fused["sample"].values]

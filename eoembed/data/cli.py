@@ -26,29 +26,38 @@ def register(app: typer.Typer) -> None:
                              out: Path = typer.Option(..., help="output cube store (.zarr folder, must not exist)"),
                              tile: int = typer.Option(50, help="tile size in px (the grid must divide by it)")) -> None:
         """Convert a WorldCereal monthly cube to the 4-season cube form (eoembed.data.worldcereal_cube), saved as Zarr."""
+        import shutil
+
+        from eoembed.checks import check_in_path, check_int, check_out_path
         from eoembed.data.worldcereal import worldcereal_cube
-        if out.exists():
-            raise typer.BadParameter(f"{out} exists; choose a new --out (nothing is overwritten)")
+        check_in_path(path, option="PATH", kind="file")
+        check_out_path(out, option="--out", exist_ok=False)
+        check_int("--tile", tile, 1)
         cube = worldcereal_cube(path, tile=tile)
-        cube.to_zarr(out, mode="w-")
+        tmp = out.with_name(out.name + ".eoembed-tmp")  # renamed into place when complete: no half-written cube
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        cube.to_zarr(tmp, mode="w-")
+        tmp.rename(out)
         typer.echo(f"wrote {cube.sizes['sample']} samples x {cube.sizes['band']} bands ({tile} px) to {out}; "
                    f"missing bands: {len(cube.attrs.get('missing_bands', []))}")
 
     @app.command("validate")
-    def validate_cmd(root: Path = typer.Argument(..., help="dataset root (holds data/ and labels/)"),
+    def validate_cmd(ctx: typer.Context, root: Path = typer.Argument(..., help="dataset root (holds data/ and labels/)"),
                      nodata: str = typer.Option("error", help="NaN policy: error | mask | allow"),
                      missing_seasons: str = typer.Option("error", help="whole-season gaps: error | allow"),
                      check_values: bool = typer.Option(True, help="read every file to check values"),
                      progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-        """Validate a dataset folder and print a report; exit code 1 with the reason when invalid."""
+        """Validate a dataset folder and print a report; exit code 2 with the reason when invalid."""
         from eoembed.data.validation import validate
         from eoembed.errors import EOEmbedError
         try:
             rep = validate(root, nodata=nodata, missing_seasons=missing_seasons, check_values=check_values,
                            progress=progress)
         except EOEmbedError as e:
-            typer.echo(f"INVALID {root}: {e}", err=True)
-            raise typer.Exit(1) from None
+            from eoembed.cli import cli_hints
+            typer.echo(f"INVALID {root}: {cli_hints(str(e), ctx.command)}", err=True)
+            raise typer.Exit(2) from None
         typer.echo(f"OK {root}")
         typer.echo(f"  samples      {rep['n_samples']}  shape {rep['shape']}")
         mods = {}

@@ -46,6 +46,7 @@ def make_cube(values: Any, ids: Sequence[str], band_keys: Sequence[str], *, lat:
         raise DataError(f"cube values must be 5-D (sample, season, band, y, x); got shape {tuple(values.shape)}. "
                         "Add missing axes, e.g. values[:, None] for a single season.")
     if values.dtype != np.float32:
+        check_dtype(values.dtype, band_keys)
         values = values.astype(np.float32)
     n = values.shape[0]
     keys = [str(k) for k in band_keys]
@@ -108,6 +109,8 @@ def _check_structure(cube: xr.Dataset) -> None:
         raise DataError(f"cube['bands'] has dims {tuple(da.dims)}; expected {DIMS}. "
                         f"Fix with cube['bands'] = cube['bands'].transpose{DIMS}.")
     if not np.issubdtype(da.dtype, np.floating):
+        keys = [str(b) for b in cube["band"].values] if "band" in cube.coords else []
+        check_dtype(da.dtype, keys)
         raise DataError(f"cube['bands'] has dtype {da.dtype}; expected float32 (S2 digital numbers / S1 dB as floats). "
                         "Fix with cube['bands'] = cube['bands'].astype('float32').")
     for c in ("sample", "season", "band", "modality", "band_name", "lat", "lon"):
@@ -199,6 +202,131 @@ def _stats(da: xr.DataArray) -> dict[str, np.ndarray]:
     return dict(zip(("min", "max", "nan", "inf", "n"), (np.asarray(o) for o in out)))
 
 
+#: S2 reflectance scaled 0..1 instead of digital numbers: a sample whose S2 maximum is at most this is rejected
+#: (digital numbers of a whole sample never stay this dark; 0 = nodata does not count).
+S2_REFLECTANCE_MAX = 2.0
+S2_MODALITIES = ("s2l1c", "s2l2a")
+
+
+def check_dtype(dtype: Any, band_keys: Sequence[str], where: str = "") -> None:
+    """DataError when a cube's dtype cannot hold its sensors' units: 8-bit or boolean values, or integer S1
+    (S1 is float dB, negative for most pixels). uint16 / int16 / int32 S2 digital numbers are fine."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return
+    mods = {str(k).partition("/")[0] for k in band_keys}
+    if dt.kind == "b" or (dt.kind in "iu" and dt.itemsize == 1):
+        raise DataError(f"cube values are {dt} (8-bit){where}: this cannot hold S2 digital numbers (0..~20000) or "
+                        "S1 dB; it looks like a quantised picture. Use the original values: S2 as digital numbers "
+                        "(uint16 or float32), S1 as float32 dB.")
+    if dt.kind == "c":
+        raise DataError(f"cube values are complex ({dt}){where}; S1 must be backscatter intensity in dB: convert "
+                        "with 10*log10(abs(v)**2), S2 must be digital numbers.")
+    if dt.kind in "iu" and "s1" in mods:
+        raise DataError(f"cube values are integers ({dt}){where} but S1 must be float dB (mostly negative): "
+                        "integer S1 is stored scaled or linear; convert it (WorldCereal: dB = 20*log10(v) - 83; "
+                        "linear power: 10*log10(v)) and store float32.")
+    if dt.kind not in "iu":
+        raise DataError(f"cube values have dtype {dt}{where}; use float32 (S2 digital numbers, S1 dB).")
+
+
+def unit_problems(mins: np.ndarray, maxs: np.ndarray, band_keys: Sequence[str]) -> dict[int, str]:
+    """Samples whose values are in the wrong units: ``{sample index: message with the conversion to apply}``.
+
+    mins / maxs: (sample, band) min / max of the finite values (NaN where a band has none). S2 whose sample
+    maximum is in (0, 2] is 0..1 reflectance (multiply by 10000); S1 whose values are all >= 0 is linear power or
+    amplitude, not dB (10*log10(v), amplitude 20*log10(v)).
+    """
+    keys = [str(k) for k in band_keys]
+    mods = np.asarray([k.partition("/")[0] for k in keys], dtype=object)
+    out: dict[int, str] = {}
+    with np.errstate(all="ignore"):
+        s2 = np.isin(mods, S2_MODALITIES)
+        if s2.any():
+            mx = np.nanmax(np.where(np.isnan(maxs[:, s2]), -np.inf, maxs[:, s2]), axis=1)
+            for i in np.flatnonzero((mx > 0) & (mx <= S2_REFLECTANCE_MAX)):
+                out[int(i)] = (f"S2 values are at most {float(mx[i]):.3g}: they look like 0..1 reflectance, but S2 "
+                               "must be digital numbers (reflectance x 10000, 0 = nodata); multiply by 10000")
+        s1 = mods == "s1"
+        if s1.any():
+            mn = np.nanmin(np.where(np.isnan(mins[:, s1]), np.inf, mins[:, s1]), axis=1)
+            mx1 = np.nanmax(np.where(np.isnan(maxs[:, s1]), -np.inf, maxs[:, s1]), axis=1)
+            for i in np.flatnonzero(np.isfinite(mn) & (mn >= 0)):
+                msg = (f"S1 values are all >= 0 ({float(mn[i]):.3g}..{float(mx1[i]):.3g}): they look like linear power "
+                       "or amplitude, but S1 must be backscatter in dB (mostly negative); convert with 10*log10(v) "
+                       "(amplitude: 20*log10(v)), NaN where v <= 0")
+                out[int(i)] = f"{out[int(i)]}; {msg}" if int(i) in out else msg
+    return out
+
+
+def _check_values(st: dict[str, np.ndarray], ids: np.ndarray, keys: list[str], nodata: str, missing_seasons: str,
+                  where: str) -> None:
+    """NaN / inf and whole-season gaps, from the per (sample, season, band) statistics ``st``."""
+    if st["inf"].any():
+        s, t, b = np.argwhere(st["inf"] > 0)[0]
+        raise DataError(f"infinite values in sample {str(ids[s])!r}, season {SEASONS[t]}, band {keys[b]!r}{where} "
+                        f"({int(st['inf'].sum())} values in all); inf usually comes from log10(0) when converting S1 "
+                        "to dB: set those pixels to NaN and validate with nodata='mask'.")
+    if nodata == "error" and st["nan"].any():
+        s, t, b = np.argwhere(st["nan"] > 0)[0]
+        raise DataError(f"NaN values in sample {str(ids[s])!r}, season {SEASONS[t]}, band {keys[b]!r}{where} "
+                        f"({int(st['nan'].sum())} values in all); pass nodata='mask' to accept NaN as missing values, "
+                        "or fill them explicitly.")
+    mods = np.asarray([k.partition("/")[0] for k in keys], dtype=object)
+    if missing_seasons == "error":
+        empty = st["n"] == 0  # (sample, season, band)
+        s2 = np.isin(mods, S2_MODALITIES)
+        if s2.any():
+            zero = (st["max"] == 0) & (st["min"] == 0)
+            empty = empty | (zero & s2[None, None, :])
+        full = empty.all(axis=2)
+        if full.any():
+            s, t = np.argwhere(full)[0]
+            raise DataError(f"season {SEASONS[t]} of sample {str(ids[s])!r}{where} has no data in any band (all NaN / "
+                            f"S2 all zero; {int(full.sum())} sample-seasons in all); drop the sample, or pass "
+                            "missing_seasons='allow' (with nodata='mask') if models should see the gap.")
+
+
+def _check_units(st: dict[str, np.ndarray], ids: np.ndarray, keys: list[str], where: str) -> None:
+    """DataError naming the samples whose values are in the wrong units (see :func:`unit_problems`)."""
+    import warnings
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        units = unit_problems(np.nanmin(st["min"], axis=1), np.nanmax(st["max"], axis=1), keys)
+    if units:
+        i = min(units)
+        raise DataError(f"sample {str(ids[i])!r}{where}: {units[i]} ({len(units)} sample(s) in all, e.g. "
+                        f"{_names(ids[sorted(units)])}).")
+
+
+def _value_ranges(st: dict[str, np.ndarray], ids: np.ndarray, keys: list[str],
+                  ranges: dict[str, tuple[float, float]], where: str) -> dict[str, tuple[float, float]]:
+    """Per-modality (min, max); DataError naming the sample / season / band outside the plausible range."""
+    mods = np.asarray([k.partition("/")[0] for k in keys], dtype=object)
+    out = {}
+    for m in dict.fromkeys(str(x) for x in mods):
+        sel = mods == m
+        lo, hi = ranges[m]
+        with np.errstate(all="ignore"):
+            mn, mx = st["min"][:, :, sel], st["max"][:, :, sel]
+        bad = (mn < lo) | (mx > hi)
+        if bad.any():
+            s, t, b = np.argwhere(bad)[0]
+            bk = np.asarray(keys)[sel][b]
+            v = mn[s, t, b] if mn[s, t, b] < lo else mx[s, t, b]
+            hint = ("S1 must be in dB: convert linear power with 10*log10(v) (amplitude: 20*log10(v); WorldCereal's "
+                    "scaled integers: 20*log10(v) - 83); missing values must be NaN, not a fill value." if m == "s1"
+                    else "S2 must be raw digital numbers without the +1000 offset, 0 = nodata: "
+                    "convert 65535 / fill values to 0, multiply 0..1 reflectance by 10000, subtract a +1000 offset.")
+            raise DataError(f"value {float(v):g} outside the plausible range [{lo:g}, {hi:g}] for {m} in sample "
+                            f"{str(ids[s])!r}, season {SEASONS[t]}, band {str(bk)!r}{where}. {hint}")
+        if (~np.isfinite(mn)).all():
+            out[m] = (float("nan"), float("nan"))
+        else:
+            out[m] = (float(np.nanmin(mn)), float(np.nanmax(mx)))
+    return out
+
+
 def validate_cube(cube: xr.Dataset, nodata: Literal["error", "allow", "mask"] = "error", *,
                   missing_seasons: Literal["error", "allow"] = "error", check_values: bool = True,
                   value_ranges: dict[str, tuple[float, float]] | None = None, name: str | None = None) -> dict:
@@ -206,7 +334,8 @@ def validate_cube(cube: xr.Dataset, nodata: Literal["error", "allow", "mask"] = 
 
     Checks dims order, float dtype, coordinates, band keys (known, unique, each modality complete or listed in
     ``attrs['missing_bands']``), the season coordinate, unique ids, lat/lon ranges and, with ``check_values``
-    (reads all values once; lazy cubes are streamed), NaN/inf, whole-season gaps and value ranges.
+    (reads all values once; lazy cubes are streamed), NaN/inf, whole-season gaps, units (S2 digital numbers, not
+    0..1 reflectance; S1 dB, not linear power) and value ranges.
 
     nodata: ``"error"`` (default) raises on any NaN; ``"mask"`` / ``"allow"`` accepts NaN as missing values
     (inf always raises). S2 zeros are the sensor's nodata and are always accepted.
@@ -232,50 +361,8 @@ def validate_cube(cube: xr.Dataset, nodata: Literal["error", "allow", "mask"] = 
     if not check_values or cube["bands"].size == 0:
         return report
     st = _stats(cube["bands"])
-    if st["inf"].any():
-        s, t, b = np.argwhere(st["inf"] > 0)[0]
-        raise DataError(f"infinite values in sample {str(ids[s])!r}, season {SEASONS[t]}, band {keys[b]!r}{where} "
-                        f"({int(st['inf'].sum())} values in all); inf usually comes from log10(0) when converting S1 "
-                        "to dB: set those pixels to NaN and validate with nodata='mask'.")
-    if nodata == "error" and st["nan"].any():
-        s, t, b = np.argwhere(st["nan"] > 0)[0]
-        raise DataError(f"NaN values in sample {str(ids[s])!r}, season {SEASONS[t]}, band {keys[b]!r}{where} "
-                        f"({int(st['nan'].sum())} values in all); pass nodata='mask' to accept NaN as missing values, "
-                        "or fill them explicitly.")
-    mods = np.asarray([k.partition("/")[0] for k in keys], dtype=object)
-    if missing_seasons == "error":
-        empty = st["n"] == 0  # (sample, season, band)
-        s2 = np.isin(mods, ["s2l1c", "s2l2a"])
-        if s2.any():
-            zero = (st["max"] == 0) & (st["min"] == 0)
-            empty = empty | (zero & s2[None, None, :])
-        full = empty.all(axis=2)
-        if full.any():
-            s, t = np.argwhere(full)[0]
-            raise DataError(f"season {SEASONS[t]} of sample {str(ids[s])!r}{where} has no data in any band (all NaN / "
-                            f"S2 all zero; {int(full.sum())} sample-seasons in all); drop the sample, or pass "
-                            "missing_seasons='allow' (with nodata='mask') if models should see the gap.")
-    ranges = {**VALUE_RANGES, **(value_ranges or {})}
-    report["value_range"] = {}
-    for m in dict.fromkeys(str(x) for x in mods):
-        sel = mods == m
-        lo, hi = ranges[m]
-        with np.errstate(all="ignore"):
-            mn, mx = st["min"][:, :, sel], st["max"][:, :, sel]
-        bad = (mn < lo) | (mx > hi)
-        if bad.any():
-            s, t, b = np.argwhere(bad)[0]
-            bk = np.asarray(keys)[sel][b]
-            v = mn[s, t, b] if mn[s, t, b] < lo else mx[s, t, b]
-            hint = ("S1 must be in dB: convert linear power with 10*log10(v) (amplitude: 20*log10(v)); "
-                    "missing values must be NaN, not a fill value." if m == "s1" else
-                    "S2 must be raw digital numbers without the +1000 offset, 0 = nodata: "
-                    "convert 65535 / fill values to 0, multiply 0..1 reflectance by 10000, subtract a +1000 offset.")
-            raise DataError(f"value {float(v):g} outside the plausible range [{lo:g}, {hi:g}] for {m} in sample "
-                            f"{str(ids[s])!r}, season {SEASONS[t]}, band {str(bk)!r}{where}. {hint}")
-        if (~np.isfinite(mn)).all():
-            report["value_range"][m] = (float("nan"), float("nan"))
-        else:
-            report["value_range"][m] = (float(np.nanmin(mn)), float(np.nanmax(mx)))
+    _check_values(st, ids, keys, nodata, missing_seasons, where)
+    report["value_range"] = _value_ranges(st, ids, keys, {**VALUE_RANGES, **(value_ranges or {})}, where)
+    _check_units(st, ids, keys, where)
     report["nan_fraction"] = float(st["nan"].sum() / max(cube["bands"].size, 1))
     return report

@@ -28,7 +28,8 @@ def parse_label_filename(path: str | Path) -> tuple[str, str]:
     if stem is None or not sep or not task or typ not in TYPE_ALIASES:
         raise LabelError(f"label file {str(p)!r} is not named '<task>__<type>.csv' with type one of "
                          f"{sorted(TYPE_ALIASES)}; rename it (e.g. 'crops__regression.csv') or move it out of the folder.")
-    return task, TYPE_ALIASES[typ]
+    from eoembed.checks import safe_name
+    return safe_name(task, "task name", f"label file {str(p)!r}"), TYPE_ALIASES[typ]
 
 
 def read_label_file(path: str | Path) -> tuple[str, str, pd.Series]:
@@ -40,6 +41,9 @@ def read_label_file(path: str | Path) -> tuple[str, str, pd.Series]:
         t = pd.read_csv(f, dtype={"id": str})
     except pd.errors.EmptyDataError:
         raise LabelError(f"label file {str(f)!r} is empty (not even a header); write 'id,label' rows or remove it.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise LabelError(f"label file {str(f)!r} is not a well-formed CSV ({type(e).__name__}); write 'id,label' "
+                         "rows.") from None
     if not {"id", "label"} <= set(t.columns):
         raise LabelError(f"label file {str(f)!r} has columns {list(t.columns)}; expected 'id,label'. Rename the columns.")
     if t["id"].isna().any():
@@ -52,6 +56,8 @@ def read_label_file(path: str | Path) -> tuple[str, str, pd.Series]:
     if bad.any():
         raise LabelError(f"label file {str(f)!r} has non-numeric label(s) {t.loc[bad, 'label'].tolist()[:5]} "
                          f"(ids {t.loc[bad, 'id'].tolist()[:5]}); labels must be numbers (classification: 0/1).")
+    from eoembed.checks import check_finite_labels
+    check_finite_labels(lab.to_numpy(), t["id"].to_numpy(), f"label file {str(f)!r}")
     if typ == "classification":
         vals = {float(v) for v in np.unique(lab.dropna())}
         if not vals <= {0.0, 1.0}:

@@ -14,7 +14,7 @@ import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -187,16 +187,136 @@ def _infer_modality(path: Path, nbands: int) -> str:
 
 
 def read_meta(root: str | Path) -> pd.DataFrame | None:
-    """``ROOT/meta.csv`` (id, lat, lon) indexed by id, or None when absent."""
+    """``ROOT/meta.csv`` (id, lat, lon) indexed by id, or None when absent. DataError naming the ids for repeated
+    ids, non-numeric or out-of-range (WGS84 degrees) lat / lon; empty cells mean unknown (NaN)."""
     p = Path(root) / "meta.csv"
     if not p.exists():
         return None
-    m = pd.read_csv(p, dtype={"id": str})
+    try:
+        m = pd.read_csv(p, dtype={"id": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{str(p)!r} cannot be read as CSV ({type(e).__name__}: {e}); write 'id,lat,lon' rows.") from None
     if not {"id", "lat", "lon"} <= set(m.columns):
         raise DataError(f"{str(p)!r} has columns {list(m.columns)}; expected 'id,lat,lon'.")
     if m["id"].duplicated().any():
         raise DataError(f"{str(p)!r} repeats id(s) {m.loc[m['id'].duplicated(), 'id'].tolist()[:5]}; keep one row per id.")
+    for c, lim in (("lat", 90.0), ("lon", 180.0)):
+        v = pd.to_numeric(m[c], errors="coerce")
+        text = v.isna() & m[c].notna()
+        if text.any():
+            raise DataError(f"{str(p)!r}: non-numeric {c} {m.loc[text, c].tolist()[:3]} for id(s) "
+                            f"{m.loc[text, 'id'].tolist()[:5]}; give {c} in WGS84 degrees, or leave the cell empty.")
+        bad = ~np.isfinite(v.fillna(0.0)) | (v.abs() > lim)
+        if bad.any():
+            raise DataError(f"{str(p)!r}: {c} out of range [-{lim:g}, {lim:g}] for id(s) {m.loc[bad, 'id'].tolist()[:5]} "
+                            f"(values {v[bad].tolist()[:3]}); give {c} in WGS84 degrees (swap lat/lon? projected "
+                            "metres?), or leave the cell empty when unknown.")
+        m[c] = v.astype(np.float64)
     return m.set_index("id")
+
+
+def _check_modalities(modalities: Sequence[str] | str | None) -> list[str] | None:
+    if modalities is None:
+        return None
+    modalities = [modalities] if isinstance(modalities, str) else list(modalities)
+    bad = [m for m in modalities if m not in BANDS]
+    if bad:
+        raise DataError(f"unknown modality(ies) {bad}; choose from {list(MODALITIES)} (S1 folder 's1grd' is read as 's1').")
+    return modalities
+
+
+def _single_file(root: Path, modalities: list[str] | None) -> tuple[dict, pd.DataFrame | None, list[str], list[str]]:
+    """(files per modality, meta, modalities, absent modalities) of one ``.zarr.zip`` file."""
+    shape, _ = file_info(root)
+    mod = _infer_modality(root, shape[2])
+    if modalities is not None and modalities != [mod]:
+        raise DataError(f"{str(root)!r} is a single {mod} file; modalities={modalities} cannot be read from it.")
+    files = {mod: {root.name[: -len(SUFFIX)] if root.name.endswith(SUFFIX) else root.stem: str(root)}}
+    return files, read_meta(root.parent), [mod], []
+
+
+def _dataset_files(root: Path, modalities: list[str] | None) -> tuple[dict, pd.DataFrame | None, list[str], list[str]]:
+    """(files per modality, meta, modalities, absent modalities) of a dataset folder."""
+    data_dir = _find_data_dir(root)
+    dirs = {m: _modality_dir(data_dir, m) for m in MODALITIES}
+    if modalities is None:
+        mods = [m for m in MODALITIES if dirs[m] is not None]
+        absent = [m for m in MODALITIES if dirs[m] is None]
+    else:
+        mods = list(modalities)
+        miss = [m for m in mods if dirs[m] is None]
+        if miss:
+            raise DataFileNotFound(f"modality folder(s) {miss} not found in {str(data_dir)!r} (have "
+                                   f"{[m for m in MODALITIES if dirs[m]]}); choose modalities that exist.")
+        absent = []
+    files = {m: list_files(dirs[m]) for m in mods}
+    empty = [str(dirs[m]) for m in mods if not files[m]]
+    if empty:
+        raise DataFileNotFound(f"no '*{SUFFIX}' files in {empty}; the dataset is empty or incomplete.")
+    meta = read_meta(root if (root / "data").is_dir() else root.parent)
+    return files, meta, mods, absent
+
+
+def _select_ids(root: Path, files: dict, mods: list[str], ids: Sequence[str] | None,
+                on_missing: str) -> tuple[list[str], list[str]]:
+    """(ids to open, ids dropped because some modality lacks them)."""
+    all_ids = sorted(set().union(*[set(f) for f in files.values()]))
+    dropped: list[str] = []
+    incomplete = {m: sorted(set(all_ids) - set(files[m])) for m in mods}
+    if any(incomplete.values()):
+        if on_missing == "error":
+            parts = "; ".join(f"{m} lacks {len(v)}: {v[:5]}" for m, v in incomplete.items() if v)
+            raise DataError(f"sample ids missing from some modalities in {str(root)!r} ({parts}); restore the files, "
+                            "or move those samples' files out of the folder, or open fewer modalities (Python: "
+                            "open_cube(..., on_missing='drop') drops those samples).")
+        dropped = sorted(set().union(*[set(v) for v in incomplete.values()]))
+        warnings.warn(f"open_cube dropped {len(dropped)} sample(s) missing from some modality: {dropped[:10]}",
+                      stacklevel=3)
+        all_ids = [i for i in all_ids if i not in set(dropped)]
+    if ids is not None:
+        ids = [str(i) for i in ids]
+        unknown = [i for i in ids if i not in set(all_ids)]
+        if unknown:
+            raise DataError(f"requested id(s) {unknown[:10]} ({len(unknown)} in all) not found (complete in all of "
+                            f"{mods}) in {str(root)!r}; check the ids.")
+        if len(set(ids)) != len(ids):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise DataError(f"requested id(s) {dup[:10]} more than once; pass each id once.")
+        all_ids = ids
+    if not all_ids:
+        raise DataError(f"no sample is present in every modality of {mods} in {str(root)!r}.")
+    return all_ids, dropped
+
+
+def _lazy_bands(root: Path, files: dict, mods: list[str], all_ids: list[str]) -> tuple[Any, list[str]]:
+    """(dask array (sample, 4, band, y, x) reading one file per chunk, band keys); checks the first file of each
+    modality (shape, dtype) and that all modalities share one grid."""
+    import dask.array as dsa
+    from dask.base import tokenize
+
+    from eoembed.data.cube import check_dtype
+
+    arrays, keys = [], []
+    hw = None
+    for m in mods:
+        paths = [files[m][i] for i in all_ids]
+        shape, dtype = file_info(paths[0])
+        nb = len(BANDS[m])
+        if len(shape) != 5 or shape[0] != 1 or shape[1] != 4 or shape[2] != nb:
+            raise DataError(f"{paths[0]!r} has shape {shape}; {m} files must be (1, 4, {nb}, H, W) "
+                            f"(bands {list(BANDS[m])}). Is the file in the wrong modality folder?")
+        check_dtype(dtype, [f"{m}/{b}" for b in BANDS[m]], where=f" in {paths[0]!r}")
+        if hw is None:
+            hw = shape[3:]
+        elif shape[3:] != hw:
+            raise DataError(f"{m} files are {shape[3]}x{shape[4]} px but {mods[0]} files are {hw[0]}x{hw[1]} "
+                            f"(e.g. {paths[0]!r}); all modalities must share one grid.")
+        stack = _FileStack(paths, shape)
+        arrays.append(dsa.from_array(stack, chunks=(1, 4, nb, shape[3], shape[4]), asarray=False, lock=False,
+                                     fancy=False, meta=np.empty((0, 0, 0, 0, 0), np.float32),
+                                     name=f"ssl4eo-{m}-{tokenize(str(root), m, all_ids)}"))
+        keys += [f"{m}/{b}" for b in BANDS[m]]
+    return (arrays[0] if len(arrays) == 1 else dsa.concatenate(arrays, axis=2)), keys
 
 
 def open_cube(root: str | Path, modalities: Sequence[str] | None = None, ids: Sequence[str] | None = None,
@@ -209,90 +329,16 @@ def open_cube(root: str | Path, modalities: Sequence[str] | None = None, ids: Se
     Ids missing from some modality raise DataError, or with ``on_missing="drop"`` are dropped, warned about and
     listed in ``attrs['dropped_ids']``.
     """
-    import dask.array as dsa
-    from dask.base import tokenize
-
     root = Path(root)
     if on_missing not in ("error", "drop"):
         raise DataError(f"on_missing={on_missing!r}; use 'error' or 'drop'.")
     if not root.exists():
         raise DataFileNotFound(f"{str(root)!r} does not exist; check the path, or create a sample dataset with "
                                "`eoembed sample OUT`.")
-    if modalities is not None:
-        modalities = [modalities] if isinstance(modalities, str) else list(modalities)
-        bad = [m for m in modalities if m not in BANDS]
-        if bad:
-            raise DataError(f"unknown modality(ies) {bad}; choose from {list(MODALITIES)} (S1 folder 's1grd' is read as 's1').")
-    if root.is_file():
-        shape, _ = file_info(root)
-        mod = _infer_modality(root, shape[2])
-        if modalities is not None and modalities != [mod]:
-            raise DataError(f"{str(root)!r} is a single {mod} file; modalities={modalities} cannot be read from it.")
-        files = {mod: {root.name[: -len(SUFFIX)] if root.name.endswith(SUFFIX) else root.stem: str(root)}}
-        meta = read_meta(root.parent)
-        mods = [mod]
-        absent: list[str] = []
-    else:
-        data_dir = _find_data_dir(root)
-        dirs = {m: _modality_dir(data_dir, m) for m in MODALITIES}
-        if modalities is None:
-            mods = [m for m in MODALITIES if dirs[m] is not None]
-            absent = [m for m in MODALITIES if dirs[m] is None]
-        else:
-            mods = list(modalities)
-            miss = [m for m in mods if dirs[m] is None]
-            if miss:
-                raise DataFileNotFound(f"modality folder(s) {miss} not found in {str(data_dir)!r} (have "
-                                       f"{[m for m in MODALITIES if dirs[m]]}); choose modalities that exist.")
-            absent = []
-        files = {m: list_files(dirs[m]) for m in mods}
-        empty = [str(dirs[m]) for m in mods if not files[m]]
-        if empty:
-            raise DataFileNotFound(f"no '*{SUFFIX}' files in {empty}; the dataset is empty or incomplete.")
-        meta = read_meta(root if (root / "data").is_dir() else root.parent)
-
-    all_ids = sorted(set().union(*[set(f) for f in files.values()]))
-    dropped: list[str] = []
-    incomplete = {m: sorted(set(all_ids) - set(files[m])) for m in mods}
-    if any(incomplete.values()):
-        if on_missing == "error":
-            parts = "; ".join(f"{m} lacks {len(v)}: {v[:5]}" for m, v in incomplete.items() if v)
-            raise DataError(f"sample ids missing from some modalities in {str(root)!r} ({parts}); restore the files, "
-                            "open fewer modalities, or pass on_missing='drop' to drop those samples.")
-        dropped = sorted(set().union(*[set(v) for v in incomplete.values()]))
-        warnings.warn(f"open_cube dropped {len(dropped)} sample(s) missing from some modality: {dropped[:10]}",
-                      stacklevel=2)
-        all_ids = [i for i in all_ids if i not in set(dropped)]
-    if ids is not None:
-        ids = [str(i) for i in ids]
-        unknown = [i for i in ids if i not in set(all_ids)]
-        if unknown:
-            raise DataError(f"requested id(s) {unknown[:10]} ({len(unknown)} in all) not found (complete in all of "
-                            f"{mods}) in {str(root)!r}; check the ids.")
-        all_ids = ids
-    if not all_ids:
-        raise DataError(f"no sample is present in every modality of {mods} in {str(root)!r}.")
-
-    arrays, keys = [], []
-    hw = None
-    for m in mods:
-        paths = [files[m][i] for i in all_ids]
-        shape, _ = file_info(paths[0])
-        nb = len(BANDS[m])
-        if len(shape) != 5 or shape[0] != 1 or shape[1] != 4 or shape[2] != nb:
-            raise DataError(f"{paths[0]!r} has shape {shape}; {m} files must be (1, 4, {nb}, H, W) "
-                            f"(bands {list(BANDS[m])}). Is the file in the wrong modality folder?")
-        if hw is None:
-            hw = shape[3:]
-        elif shape[3:] != hw:
-            raise DataError(f"{m} files are {shape[3]}x{shape[4]} px but {mods[0]} files are {hw[0]}x{hw[1]} "
-                            f"(e.g. {paths[0]!r}); all modalities must share one grid.")
-        stack = _FileStack(paths, shape)
-        arrays.append(dsa.from_array(stack, chunks=(1, 4, nb, shape[3], shape[4]), asarray=False, lock=False,
-                                     fancy=False, meta=np.empty((0, 0, 0, 0, 0), np.float32),
-                                     name=f"ssl4eo-{m}-{tokenize(str(root), m, all_ids)}"))
-        keys += [f"{m}/{b}" for b in BANDS[m]]
-    data = arrays[0] if len(arrays) == 1 else dsa.concatenate(arrays, axis=2)
+    modalities = _check_modalities(modalities)
+    files, meta, mods, absent = (_single_file if root.is_file() else _dataset_files)(root, modalities)
+    all_ids, dropped = _select_ids(root, files, mods, ids, on_missing)
+    data, keys = _lazy_bands(root, files, mods, all_ids)
     lat = lon = None
     if meta is not None:
         lat = meta["lat"].reindex(all_ids).to_numpy(np.float64)
@@ -339,8 +385,10 @@ def write_ssl4eo(cube: xr.Dataset, root: str | Path, part_size: int = 1000, labe
         if [k for k in keys if k.startswith(m + "/")] != want:
             raise DataError(f"cube modality {m!r} must hold all its bands in canonical order {want} to be written "
                             f"as {m} files; it has {[k for k in keys if k.startswith(m + '/')]}.")
+    from eoembed.checks import safe_name
+
     root = Path(root)
-    ids = [str(s) for s in cube["sample"].values]
+    ids = [safe_name(s, "sample id", "the cube (ids become file names)", DataError) for s in cube["sample"].values]
     if list(cube["season"].values) != list(SEASONS):
         raise DataError(f"cube seasons {list(cube['season'].values)} must be {list(SEASONS)} to be written.")
     for i, sid in enumerate(tqdm(ids, desc="write ssl4eo", disable=not progress)):

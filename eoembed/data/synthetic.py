@@ -308,12 +308,18 @@ def sample(out: str | Path, n: int = 300, seed: int = 0, size: int = 264, part_s
             raise DataError(f"{name}={v!r}; use an integer >= {lo}.")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise DataError(f"seed={seed!r}; use a non-negative integer.")
-    out = Path(out)
+    from eoembed.checks import check_out_path
+
+    out = check_out_path(out, option="OUT")
     manifest = out / ".eoembed_sample.json"
     params = {"generator": "eoembed.data.sample", "version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
               "size": int(size), "part_size": int(part_size)}
     if manifest.exists():
-        old = json.loads(manifest.read_text())
+        try:
+            old = json.loads(manifest.read_text())
+        except ValueError:
+            raise DataError(f"{str(manifest)!r} is unreadable (interrupted write?); delete it and re-run to resume "
+                            "(existing sample files are kept).") from None
         if {k: old.get(k) for k in params} != params:
             raise DataError(f"{str(out)!r} already holds a sample dataset made with {old}; re-run with the same "
                             "arguments to resume it, or choose an empty folder.")

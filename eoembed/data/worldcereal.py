@@ -112,6 +112,25 @@ def _raw(ds: xr.Dataset, var: str) -> np.ndarray:
     return v
 
 
+def _check_units(path: Path, var: str, v: np.ndarray) -> None:
+    """DataError when a variable is not in WorldCereal's stored units (S2 reflectance x 1e4, S1 scaled integers)."""
+    finite = v[np.isfinite(v)]
+    if not finite.size:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if var.startswith("S2-") and 0 < hi <= 2.0:
+        raise DataError(f"{str(path)!r}: {var} holds values {lo:.3g}..{hi:.3g}, i.e. 0..1 reflectance, but WorldCereal "
+                        "cubes store reflectance x 10000 (rounding 0..1 to integers would destroy it); multiply the "
+                        f"variable by 10000 (ds[{var!r}] * 10000) and save the file again.")
+    if var.startswith("S1-") and lo < 0:
+        raise DataError(f"{str(path)!r}: {var} holds negative values ({lo:.3g}..{hi:.3g}): it looks like dB already, but "
+                        "WorldCereal stores S1 as scaled integers (dB = 20*log10(v) - 83); store v = 10**((dB + 83) / 20).")
+    if var.startswith("S1-") and hi <= 10:
+        raise DataError(f"{str(path)!r}: {var} holds values {lo:.3g}..{hi:.3g}: it looks like linear power, but "
+                        "WorldCereal stores S1 as scaled integers (dB = 20*log10(v) - 83); store "
+                        "v = 10**((10*log10(power) + 83) / 20).")
+
+
 def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
     """The WorldCereal monthly .nc cube as a 4-season cube form, tiled into ``tile`` x ``tile`` px samples."""
     path = Path(path)
@@ -132,7 +151,9 @@ def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
             raise DataError(f"{str(path)!r} has no month in season(s) {absent}; a cube needs all four seasons.")
         layers, keys = [], []
         for b, var in s1:
-            db = s1_to_db(np.nan_to_num(_raw(ds, var), nan=NODATA))  # (t, y, x)
+            raw = _raw(ds, var)
+            _check_units(path, var, raw)
+            db = s1_to_db(np.nan_to_num(raw, nan=NODATA))  # (t, y, x)
             power = np.power(10.0, db.astype(np.float64) / 10)
             out = np.empty((4, ny, nx), np.float32)
             for k in range(4):
@@ -145,6 +166,7 @@ def worldcereal_cube(path: str | Path, tile: int | None = 50) -> xr.Dataset:
         valid_frac = {}
         for b, var in s2:
             v = _raw(ds, var)
+            _check_units(path, var, v)
             ok = np.isfinite(v)
             out = np.empty((4, ny, nx), np.float32)
             for k in range(4):

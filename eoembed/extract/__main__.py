@@ -1,7 +1,6 @@
-"""``python -m eoembed.extract DATA --model NAME --out emb.zarr`` (same as ``eoembed extract``)."""
-import typer
-
-from eoembed.extract.cli import extract
+"""``python -m eoembed.extract DATA --model NAME --out emb.zarr`` (same as ``eoembed extract``, same error handler)."""
+import sys
 
 if __name__ == "__main__":
-    typer.run(extract)
+    from eoembed.cli import app
+    app(["extract", *sys.argv[1:]], prog_name="eoembed")

@@ -5,8 +5,6 @@ from typing import Any, Optional
 
 import typer
 
-from eoembed.errors import EOEmbedError
-
 
 def per_model_option(values: list[str] | None, models: list[str], default: Any) -> Any:
     """CLI ``--weights random --weights presto=/path.pt`` -> ``{"*": "random", "presto": "/path.pt"}``."""
@@ -45,15 +43,11 @@ def extract(
 ) -> None:
     """Embed every sample of DATA with each --model into the store --out (resumable)."""
     from eoembed.extract.core import extract as run
-    try:
-        res = run(data, models=model, out=out, batch_size=batch_size, device=device,
-                  weights=per_model_option(weights, model, "auto"), size=per_model_option(size, model, "full"),
-                  preset=per_model_option(preset, model, None), chunk_size=chunk_size, num_workers=num_workers,
-                  dask_address=dask_address, progress=progress, resume=resume, missing_bands=missing_bands,
-                  on_error=on_error, precision=precision)
-    except (EOEmbedError, ValueError, KeyError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+    res = run(data, models=model, out=out, batch_size=batch_size, device=device,
+              weights=per_model_option(weights, model, "auto"), size=per_model_option(size, model, "full"),
+              preset=per_model_option(preset, model, None), chunk_size=chunk_size, num_workers=num_workers,
+              dask_address=dask_address, progress=progress, resume=resume, missing_bands=missing_bands,
+              on_error=on_error, precision=precision)
     typer.echo(f"wrote {res.path}: models {res.models}, {res.n_samples} samples, {res.chunks_computed} chunks "
                f"computed, {res.chunks_skipped} already done, {res.samples_per_s:.1f} samples/s")
     for m, ids in res.failed.items():

@@ -30,9 +30,10 @@ MISSING_BANDS = ("error", "fill-mean")
 _VOLATILE_META = ("filled_bands", "weights_info", "eoembed_version")
 ON_ERROR = ("raise", "skip")
 #: Reasons recorded per failed sample in the ``_failed`` flags.
-_FAIL_INPUT, _FAIL_READ, _FAIL_OUTPUT = 1, 2, 3
+_FAIL_INPUT, _FAIL_READ, _FAIL_OUTPUT, _FAIL_UNITS = 1, 2, 3, 4
 _FAIL_TEXT = {_FAIL_INPUT: "non-finite (NaN/inf) input values", _FAIL_READ: "the cube read failed",
-              _FAIL_OUTPUT: "the model returned a non-finite embedding"}
+              _FAIL_OUTPUT: "the model returned a non-finite embedding",
+              _FAIL_UNITS: "input values in the wrong units"}
 
 
 @dataclass
@@ -84,7 +85,8 @@ def _import_embedder(ref: str) -> Any:
     if not _is_embedder(obj) and callable(obj):
         obj = obj()
     if not _is_embedder(obj):
-        raise TypeError(f"{ref!r} is not an Embedder (an nn.Module with .spec, .prepare and forward)")
+        raise KeyError(f"{ref!r} is not an Embedder (an nn.Module with .spec, .prepare and forward); give a "
+                       "registered model name or 'module:attribute' of an Embedder")
     return obj
 
 
@@ -133,30 +135,56 @@ def open_data(data: Any, modalities: Sequence[str] | None = None) -> tuple[xr.Da
     if not p.exists():
         raise DataFileNotFound(f"data path {str(p)!r} does not exist; pass a sample root (with data/ and labels/) "
                                "or a cube Dataset")
-    if p.suffix == ".nc":
-        cube = xr.open_dataset(p, chunks={})
-    elif p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata")):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # no consolidated metadata: read it array by array
-            cube = xr.open_zarr(p)
+    if p.suffix == ".nc" or (p.is_dir() and any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata"))):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # no consolidated metadata: read array by array
+                cube = xr.open_dataset(p, chunks={}) if p.suffix == ".nc" else xr.open_zarr(p)
+        except Exception as e:  # noqa: BLE001 - xarray / zarr / netCDF raise many types for unreadable files
+            raise DataError(f"cannot read the saved cube {str(p)!r} ({type(e).__name__}: {e}); it is corrupt or not "
+                            "a cube written by eoembed (cube.to_zarr / to_netcdf): write it again") from None
     else:
         from eoembed.data import open_cube
         cube = open_cube(p, modalities=list(modalities) if modalities else None)
     return cube, str(p)
 
 
-def _check_cube(cube: xr.Dataset) -> None:
+def _check_data_path(data: Any) -> None:
+    """A data path must be a sample root, a saved cube (.zarr folder / .nc) or one .zarr.zip sample file."""
+    from eoembed.data.ssl4eo import SUFFIX, _find_data_dir
+    if isinstance(data, (xr.Dataset, xr.DataArray)):
+        return
+    p = Path(data)
+    if not p.exists():
+        raise DataFileNotFound(f"data path {str(p)!r} does not exist; pass a sample root (with data/ and labels/), "
+                               "a saved cube (.zarr / .nc) or a cube Dataset")
+    if p.is_file() and not (p.suffix == ".nc" or p.name.endswith(SUFFIX)):
+        raise DataError(f"data path {str(p)!r} is a file but neither a saved cube (.nc) nor a sample file "
+                        f"(*{SUFFIX}); pass a sample root, a saved cube (.zarr folder / .nc) or a sample file")
+    if p.is_dir() and not any((p / f).exists() for f in ("zarr.json", ".zgroup", ".zmetadata")):
+        _find_data_dir(p)  # DataFileNotFound describing the expected layout
+
+
+def _check_cube(cube: xr.Dataset, source: str = "the cube") -> None:
+    """Structure, unique ids, a dtype that can hold the sensors' units, lat/lon in degrees (before any store)."""
+    from eoembed.data.cube import _check_latlon, check_dtype
+
     if "bands" not in cube.data_vars:
-        raise DataError("the cube has no 'bands' variable; build it with eoembed.data.open_cube")
+        raise DataError(f"{source!r} has no 'bands' variable (variables: {list(cube.data_vars)}); it is not a cube: "
+                        "build one with eoembed.data.open_cube / make_cube, or pass a sample root")
     dims = cube["bands"].dims
     if dims != ("sample", "season", "band", "y", "x"):
-        raise DataError(f"cube 'bands' has dims {dims}; expected ('sample', 'season', 'band', 'y', 'x') "
+        raise DataError(f"cube 'bands' of {source!r} has dims {dims}; expected ('sample', 'season', 'band', 'y', 'x') "
                         "(eoembed.data.open_cube makes this form)")
     ids = [str(i) for i in cube["sample"].values]
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dup = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
         raise DataError(f"duplicate sample ids in the cube: {dup[:10]}; make ids unique before extracting")
+    check_dtype(cube["bands"].dtype, [str(b) for b in cube["band"].values],
+                where=f" (in {source})")
+    if all(c in cube.coords and cube[c].dims == ("sample",) for c in ("lat", "lon")):
+        _check_latlon(cube)
 
 
 def _latlon(cube: xr.Dataset, name: str) -> np.ndarray:
@@ -263,16 +291,36 @@ def _read_batch(cube_bands: xr.DataArray, start: int, stop: int, idx: list[int],
         return out, bad, "; ".join(msgs)
 
 
+def _unit_problems(x: np.ndarray, band_keys: list[str]) -> dict[int, tuple[str, list[str]]]:
+    """Rows of a (batch, season, band, y, x) block in the wrong units: {row: (message, bands concerned)}."""
+    import warnings
+
+    from eoembed.data.cube import S2_MODALITIES, unit_problems
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        finite = np.where(np.isfinite(x), x, np.nan)
+        mins, maxs = np.nanmin(finite, axis=(1, 3, 4)), np.nanmax(finite, axis=(1, 3, 4))
+    out = {}
+    for i, msg in unit_problems(mins, maxs, band_keys).items():
+        mods = (S2_MODALITIES if msg.startswith("S2") else ()) + (("s1",) if "S1 values" in msg else ())
+        out[i] = (msg, [b for b in band_keys if b.partition("/")[0] in mods])
+    return out
+
+
 def _prepare_batch(chunk: int, start: int, stop: int, cube_bands: xr.DataArray, idx: list[int],
                    band_keys: list[str], ids: np.ndarray, lat: np.ndarray, lon: np.ndarray,
                    plans: list[_ModelPlan], pin: bool) -> _Batch:
     x, read_bad, read_msg = _read_batch(cube_bands, start, stop, idx, ids)
+    units = _unit_problems(x, band_keys)
     inputs, valid, reasons, messages = {}, {}, {}, {}
     for plan in plans:
         cols = [band_keys.index(b) for b in plan.present]
         xm = x[:, :, cols]
         finite = np.isfinite(xm).all(axis=(1, 2, 3, 4))
         code = np.where(read_bad, _FAIL_READ, np.where(finite, 0, _FAIL_INPUT)).astype("int8")
+        for i, msg in units.items():
+            if code[i] == 0 and any(b in plan.present for b in msg[1]):
+                code[i] = _FAIL_UNITS
         ok = code == 0
         keys = list(plan.present)
         if plan.filled:
@@ -287,8 +335,10 @@ def _prepare_batch(chunk: int, start: int, stop: int, cube_bands: xr.DataArray, 
             if pin:
                 prepared = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in prepared.items()}
         inputs[plan.name], valid[plan.name], reasons[plan.name] = prepared, ok, code
-        if read_msg and (~ok).any():
-            messages[plan.name] = read_msg
+        notes = [read_msg] if read_msg else []
+        notes += [f"{ids[start + i]}: {m}" for i, (m, _) in units.items() if code[i] == _FAIL_UNITS]
+        if notes and (~ok).any():
+            messages[plan.name] = "; ".join(notes)
     return _Batch(chunk, start, stop, inputs, valid, reasons, messages)
 
 
@@ -310,6 +360,63 @@ def _failure_error(name: str, ids: np.ndarray, codes: np.ndarray, extra: str = "
                      "chunks already written are kept and the next run resumes after them")
 
 
+class _Chunks:
+    """Per-chunk output buffers and failure codes; a chunk is committed when its last batch is embedded."""
+
+    def __init__(self, chunks: list[tuple[int, int, int, list[str]]], plans: dict[str, _ModelPlan],
+                 writer: st.StoreWriter, batch_size: int):
+        self.plans, self.writer = plans, writer
+        self.info = {ci: (a, b, pending) for ci, a, b, pending in chunks}
+        self.remaining = {ci: len(range(a, b, batch_size)) for ci, a, b, _ in chunks}
+        self.bufs: dict[tuple[int, str], np.ndarray] = {}
+        self.codes: dict[tuple[int, str], np.ndarray] = {}
+        self.n_failed = {name: 0 for name in plans}
+
+    def buffers(self, chunk: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+        key = (chunk, name)
+        if key not in self.bufs:
+            a, b, _ = self.info[chunk]
+            self.bufs[key] = np.full((b - a, *self.plans[name].shape), np.nan, np.float32)
+            self.codes[key] = np.zeros(b - a, np.int8)
+        return self.bufs[key], self.codes[key]
+
+    def batch_done(self, chunk: int) -> None:
+        self.remaining[chunk] -= 1
+        if self.remaining[chunk]:
+            return
+        a, b, pending = self.info[chunk]
+        for name in pending:
+            key = (chunk, name)
+            self.writer.commit(name, chunk, a, b, self.bufs.pop(key), self.codes[key])
+            self.n_failed[name] += int((self.codes.pop(key) != 0).sum())
+
+
+def _embed_batch(batch: _Batch, plan: _ModelPlan, state: _Chunks, ids: np.ndarray, device: torch.device,
+                 on_error: str) -> None:
+    """Run one model on one prepared batch and put its rows (NaN + failure code where it failed) in the buffers."""
+    name = plan.name
+    a = state.info[batch.chunk][0]
+    buf, codes = state.buffers(batch.chunk, name)
+    rows = slice(batch.start - a, batch.stop - a)
+    ok = batch.valid[name]
+    code = batch.reasons[name].copy()
+    if ok.any():
+        out = _forward(plan.emb, batch.inputs[name], device)
+        if out.shape != (int(ok.sum()), *plan.shape):
+            raise StoreError(f"model {name!r} returned shape {out.shape} for {int(ok.sum())} samples; "
+                             f"its spec promises {(int(ok.sum()), *plan.shape)} - fix the Embedder")
+        good = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
+        code[np.flatnonzero(ok)[~good]] = _FAIL_OUTPUT
+        out[~good] = np.nan
+        buf[rows][ok] = out
+    if code.any():
+        err = _failure_error(name, ids[batch.start:batch.stop], code, batch.messages.get(name, ""))
+        if on_error == "raise":
+            raise err
+        log.warning("%s", err)
+        codes[rows] = code
+
+
 def run_chunks(cube: xr.Dataset, chunks: list[tuple[int, int, int, list[str]]], plans: list[_ModelPlan],
                writer: st.StoreWriter, device: torch.device, batch_size: int, num_workers: int, on_error: str,
                pbar: tqdm | None = None) -> dict[str, int]:
@@ -324,7 +431,6 @@ def run_chunks(cube: xr.Dataset, chunks: list[tuple[int, int, int, list[str]]], 
     all_keys = [str(b) for b in cube["band"].values]
     by_name = {p.name: p for p in plans}
     pin = device.type == "cuda"
-    n_failed = {p.name: 0 for p in plans}
 
     def jobs() -> Iterator[tuple[int, int, int, list[_ModelPlan], list[int], list[str]]]:
         for ci, a, b, pending in chunks:
@@ -334,10 +440,7 @@ def run_chunks(cube: xr.Dataset, chunks: list[tuple[int, int, int, list[str]]], 
             for s in range(a, b, batch_size):
                 yield ci, s, min(s + batch_size, b), ps, idx, keys
 
-    bufs: dict[tuple[int, str], np.ndarray] = {}
-    codes: dict[tuple[int, str], np.ndarray] = {}
-    chunk_info = {ci: (a, b, pending) for ci, a, b, pending in chunks}
-    remaining = {ci: len(range(a, b, batch_size)) for ci, a, b, _ in chunks}
+    state = _Chunks(chunks, by_name, writer, batch_size)
     lookahead = max(1, num_workers) + 1
     with ThreadPoolExecutor(max_workers=max(1, num_workers), thread_name_prefix="eoembed-load") as pool:
         queue: deque = deque()
@@ -356,44 +459,15 @@ def run_chunks(cube: xr.Dataset, chunks: list[tuple[int, int, int, list[str]]], 
             while queue:
                 batch: _Batch = queue.popleft().result()
                 fill()
-                a, b, pending = chunk_info[batch.chunk]
-                for name in pending:
-                    plan = by_name[name]
-                    key = (batch.chunk, name)
-                    if key not in bufs:
-                        bufs[key] = np.full((b - a, *plan.shape), np.nan, np.float32)
-                        codes[key] = np.zeros(b - a, np.int8)
-                    rows = slice(batch.start - a, batch.stop - a)
-                    ok = batch.valid[name]
-                    code = batch.reasons[name].copy()
-                    if ok.any():
-                        out = _forward(plan.emb, batch.inputs[name], device)
-                        if out.shape != (int(ok.sum()), *plan.shape):
-                            raise StoreError(f"model {name!r} returned shape {out.shape} for {int(ok.sum())} samples; "
-                                             f"its spec promises {(int(ok.sum()), *plan.shape)} - fix the Embedder")
-                        good = np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
-                        pos = np.flatnonzero(ok)
-                        code[pos[~good]] = _FAIL_OUTPUT
-                        out[~good] = np.nan
-                        bufs[key][rows][ok] = out
-                    if code.any():
-                        if on_error == "raise":
-                            raise _failure_error(name, ids[batch.start:batch.stop], code, batch.messages.get(name, ""))
-                        log.warning("%s", _failure_error(name, ids[batch.start:batch.stop], code,
-                                                         batch.messages.get(name, "")))
-                        codes[key][rows] = code
-                remaining[batch.chunk] -= 1
-                if remaining[batch.chunk] == 0:
-                    for name in pending:
-                        key = (batch.chunk, name)
-                        writer.commit(name, batch.chunk, a, b, bufs.pop(key), codes[key])
-                        n_failed[name] += int((codes.pop(key) != 0).sum())
+                for name in state.info[batch.chunk][2]:
+                    _embed_batch(batch, by_name[name], state, ids, device, on_error)
+                state.batch_done(batch.chunk)
                 if pbar is not None:
                     pbar.update(batch.stop - batch.start)
         finally:
             for f in queue:
                 f.cancel()
-    return n_failed
+    return state.n_failed
 
 
 # ----------------------------------------------------------------------------------------------- dask path
@@ -498,29 +572,11 @@ def _run_dask(dask_address: Any, store_path: str, cube: xr.Dataset, data: Any, m
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb.zarr", batch_size: int = 16,
-            device: str | None = None, weights: Any = "auto", size: Any = "full", preset: Any = None,
-            chunk_size: int | None = None, num_workers: int = 0, dask_address: Any = None,
-            progress: bool = True, resume: bool = True, missing_bands: str = "error",
-            on_error: str = "raise", precision: str = "float32") -> ExtractResult:
-    """Embed every sample of a cube with each model into the Zarr embedding store ``out``.
+def _check_args(data: Any, models: Any, out: Any, batch_size: Any, chunk_size: Any, num_workers: Any,
+                missing_bands: str, on_error: str, device: Any, size: Any) -> tuple[list, int, Path]:
+    """Every argument of :func:`extract`, checked before any model is built; returns (models, chunk_size, out)."""
+    from eoembed.checks import check_device, check_out_path
 
-    data: cube Dataset, sample root (read with eoembed.data.open_cube) or a saved cube (.zarr/.nc).
-    models: registered names, ``"module:attr"`` references or Embedder instances.
-    weights / size / preset: one value for all models or a {model: value} mapping; ``weights="random"``
-    (or None) = random init. chunk_size: samples per committed chunk (default ``8 * batch_size``).
-    num_workers: loader threads (cube read + prepare) overlapping the model compute (0 = one thread).
-    dask_address: ``"local"``, a scheduler address or a Client: one model replica per worker, one task per chunk.
-    resume: skip chunks already done in ``out`` (refused when it was made with other ids/models/settings);
-    ``resume=False`` overwrites ``out``. missing_bands: ``"error"`` or ``"fill-mean"`` (absent bands = the model's
-    normalisation mean; recorded in attrs). on_error: ``"raise"`` (DataError naming the ids) or ``"skip"``
-    (rows stay NaN, ids recorded in attrs ``failed_ids`` and in the result). precision: "float32" (default, full
-    IEEE fp32 on any machine) or "bf16" (CUDA autocast opt-in); set on every model and recorded in the store
-    attrs (a store is never resumed at another precision).
-    """
-    from eoembed import __version__
-
-    t0 = time.perf_counter()
     if isinstance(models, (str, torch.nn.Module)):
         models = [models]
     models = list(models)
@@ -538,31 +594,24 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
         raise ValueError(f"missing_bands must be one of {MISSING_BANDS}, got {missing_bands!r}")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    out = Path(out)
-    dev = resolve_device(device)
+    _check_data_path(data)
+    for v in (size.values() if isinstance(size, Mapping) else [size]):
+        if v not in ("full", "tiny"):
+            raise ValueError(f"size must be 'full' or 'tiny' (one value, or one per model), got {v!r}")
+    if isinstance(device, str):
+        check_device(device, option="device")
+    return models, chunk_size, check_out_path(out, option="out")
 
-    check_precision(precision, dev)
-    embedders = [build_model(m, weights, size, preset, dev, missing_bands, precision) for m in models]
-    names = [_model_name(e) for e in embedders]
-    if len(set(names)) != len(names):
-        raise ValueError(f"models {names} repeat a name; each model is one group of the store")
-    modalities = sorted({str(b).split("/")[0] for e in embedders for b in e.spec.bands})
-    cube, source = open_data(data, modalities)
-    _check_cube(cube)
-    ids = np.asarray([str(i) for i in cube["sample"].values], dtype=object)
-    n = len(ids)
-    if n == 0:
-        raise DataError(f"the cube from {source!r} has no samples; nothing to extract")
-    cube_bands = [str(b) for b in cube["band"].values]
-    seasons = [str(s) for s in cube["season"].values]
-    plans = [_plan(e, cube_bands, len(seasons), missing_bands) for e in embedders]
 
+def _store_layout(plans: list[_ModelPlan], cube: xr.Dataset, source: str, dev: torch.device, ids: np.ndarray,
+                  chunk_size: int, missing_bands: str, version: str) -> tuple[dict, dict]:
+    """(groups: per-model shape / dims / attrs of the store, fingerprint: what a resumed run must match)."""
     groups, fp_models = {}, {}
     for p in plans:
         meta = st.jsonable(dict(getattr(p.emb, "metadata", {}) or {}))
         meta.setdefault("model", p.name)
         meta.setdefault("weights", str(getattr(p.emb, "weights_id", "")))
-        meta.setdefault("eoembed_version", __version__)
+        meta.setdefault("eoembed_version", version)
         attrs = {**meta, "source": source, "missing_bands": missing_bands, "filled_bands": list(p.absent),
                  "fill_values": p.filled, "cube_missing_bands": st.jsonable(list(cube.attrs.get("missing_bands", []))),
                  "device": dev.type, "failed_ids": []}
@@ -570,51 +619,115 @@ def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb
         stable = {k: v for k, v in meta.items() if k not in _VOLATILE_META}
         fp_models[p.name] = st.jsonable({"weights": meta["weights"], "shape": list(p.shape), "metadata": stable,
                                          "filled_bands": list(p.absent)})
-    fingerprint = {"ids_sha256": st.ids_digest(ids), "n_samples": n, "chunk_size": chunk_size,
+    fingerprint = {"ids_sha256": st.ids_digest(ids), "n_samples": len(ids), "chunk_size": chunk_size,
                    "missing_bands": missing_bands, "models": fp_models}
+    return groups, fingerprint
 
+
+def _open_store(out: Path, resume: bool, fingerprint: dict, groups: dict, ids: np.ndarray, cube: xr.Dataset,
+                seasons: list[str], chunk_size: int, version: str) -> None:
+    """Create the store, or check that an existing one matches this run (settings, ids, coordinates) to resume."""
+    lat, lon = _latlon(cube, "lat"), _latlon(cube, "lon")
     old = st.read_fingerprint(out) if out.exists() else None
     if out.exists() and old is None:
         raise StoreError(f"{str(out)!r} exists and is not an eoembed embedding store; choose another --out")
     if old is not None and resume:
         st.compare_fingerprints(out, old, fingerprint)
+        st.check_coords(out, list(groups), lat, lon, seasons)
     else:
-        st.create_store(out, fingerprint, groups, ids, _latlon(cube, "lat"), _latlon(cube, "lon"), seasons,
-                        chunk_size, __version__)
-    writer = st.StoreWriter(out, names)
-    done = {m: writer.done_flags(m) for m in names}
+        st.create_store(out, fingerprint, groups, ids, lat, lon, seasons, chunk_size, version)
+
+
+def _run(todo: list, plans: list[_ModelPlan], models: list, cube: xr.Dataset, data: Any, modalities: list[str],
+         out: Path, names: list[str], dev: torch.device, device: Any, weights: Any, size: Any, preset: Any,
+         missing_bands: str, batch_size: int, num_workers: int, dask_address: Any, on_error: str,
+         pbar: tqdm | None, precision: str = "float32") -> None:
+    """Embed the pending chunks in this process or on a dask cluster."""
+    if todo and dask_address is not None:
+        refs = {p.name: (("registry", m, _per_model(weights, m, "auto"), _per_model(size, m, "full"),
+                          _per_model(preset, m, None), missing_bands, precision)
+                         if isinstance(m, str) and ":" not in m else p.emb)
+                for p, m in zip(plans, models)}
+        _run_dask(dask_address, str(out), cube, data, modalities, todo, plans, refs,
+                  None if device is None else str(device), batch_size, on_error, pbar)
+    elif todo:
+        run_chunks(cube, todo, plans, st.StoreWriter(out, names), dev, batch_size, num_workers, on_error, pbar)
+
+
+def extract(data: Any, models: Sequence[Any] | str | Any, out: str | Path = "emb.zarr", batch_size: int = 16,
+            device: str | None = None, weights: Any = "auto", size: Any = "full", preset: Any = None,
+            chunk_size: int | None = None, num_workers: int = 0, dask_address: Any = None,
+            progress: bool = True, resume: bool = True, missing_bands: str = "error",
+            on_error: str = "raise", precision: str = "float32") -> ExtractResult:
+    """Embed every sample of a cube with each model into the Zarr embedding store ``out``.
+
+    data: cube Dataset, sample root (read with eoembed.data.open_cube) or a saved cube (.zarr/.nc).
+    models: registered names, ``"module:attr"`` references or Embedder instances.
+    weights / size / preset: one value for all models or a {model: value} mapping; ``weights="random"``
+    (or None) = random init. chunk_size: samples per committed chunk (default ``8 * batch_size``).
+    num_workers: loader threads (cube read + prepare) overlapping the model compute (0 = one thread).
+    dask_address: ``"local"``, a scheduler address or a Client: one model replica per worker, one task per chunk.
+    resume: skip chunks already done in ``out`` (refused when it was made with other ids/models/settings, or
+    with other lat/lon for samples already embedded); ``resume=False`` overwrites ``out``. missing_bands:
+    ``"error"`` or ``"fill-mean"`` (absent bands = the model's normalisation mean; recorded in attrs). on_error:
+    ``"raise"`` (DataError naming the ids) or ``"skip"`` (rows stay NaN, ids recorded in attrs ``failed_ids``
+    and in the result). Samples in the wrong units (S2 as 0..1 reflectance, S1 in linear power) fail like
+    non-finite ones, with the conversion to apply in the message. precision: "float32" (default, full IEEE fp32
+    on any machine) or "bf16" (CUDA autocast opt-in); set on every model and recorded in the store attrs (a
+    store is never resumed at another precision).
+    """
+    from eoembed import __version__
+
+    t0 = time.perf_counter()
+    models, chunk_size, out = _check_args(data, models, out, batch_size, chunk_size, num_workers, missing_bands,
+                                          on_error, device, size)
+    dev = resolve_device(device)
+    check_precision(precision, dev)
+    embedders = [build_model(m, weights, size, preset, dev, missing_bands, precision) for m in models]
+    names = [_model_name(e) for e in embedders]
+    if len(set(names)) != len(names):
+        raise ValueError(f"models {names} repeat a name; each model is one group of the store")
+    modalities = sorted({str(b).split("/")[0] for e in embedders for b in e.spec.bands})
+    cube, source = open_data(data, modalities)
+    _check_cube(cube, source)
+    ids = np.asarray([str(i) for i in cube["sample"].values], dtype=object)
+    n = len(ids)
+    if n == 0:
+        raise DataError(f"the cube from {source!r} has no samples; nothing to extract")
+    seasons = [str(s) for s in cube["season"].values]
+    plans = [_plan(e, [str(b) for b in cube["band"].values], len(seasons), missing_bands) for e in embedders]
+    groups, fingerprint = _store_layout(plans, cube, source, dev, ids, chunk_size, missing_bands, __version__)
+    _open_store(out, resume, fingerprint, groups, ids, cube, seasons, chunk_size, __version__)
+
+    done = {m: st.StoreWriter(out, names).done_flags(m) for m in names}
     bounds = st.chunk_bounds(n, chunk_size)
     todo = [(ci, a, b, [m for m in names if not done[m][ci]]) for ci, (a, b) in enumerate(bounds)]
     todo = [t for t in todo if t[3]]
-    skipped = len(bounds) - len(todo)
     n_todo = sum(b - a for _, a, b, _ in todo)
-
     pbar = tqdm(total=n, initial=n - n_todo, unit="sample", desc=f"extract {'+'.join(names)}",
                 disable=not progress, dynamic_ncols=True)
     try:
-        if todo and dask_address is not None:
-            refs = {p.name: (("registry", m, _per_model(weights, m, "auto"), _per_model(size, m, "full"),
-                              _per_model(preset, m, None), missing_bands, precision)
-                             if isinstance(m, str) and ":" not in m
-                             else p.emb)
-                    for p, m in zip(plans, models)}
-            _run_dask(dask_address, str(out), cube, data, modalities, todo, plans, refs,
-                      None if device is None else str(device), batch_size, on_error, pbar)
-        elif todo:
-            run_chunks(cube, todo, plans, writer, dev, batch_size, num_workers, on_error, pbar)
+        _run(todo, plans, models, cube, data, modalities, out, names, dev, device, weights, size, preset,
+             missing_bands, batch_size, num_workers, dask_address, on_error, pbar, precision)
     finally:
         pbar.close()
+    return _finish(out, names, plans, n, len(bounds), len(todo), n_todo, t0)
 
+
+def _finish(out: Path, names: list[str], plans: list[_ModelPlan], n: int, n_chunks: int, computed: int,
+            n_todo: int, t0: float) -> ExtractResult:
+    """Record failed ids and the run report in the store; warn about failed samples."""
     secs = time.perf_counter() - t0
+    skipped = n_chunks - computed
     failed = {m: st.failed_ids(out, m) for m in names}
-    report = {m: {"failed": len(failed[m]), "chunks_computed": len(todo), "chunks_skipped": skipped,
+    report = {m: {"failed": len(failed[m]), "chunks_computed": computed, "chunks_skipped": skipped,
                   "seconds": round(secs, 3)} for m in names}
     st.finalize(out, failed, report)
     for m, f in failed.items():
         if f:
             warnings.warn(f"model {m!r}: {len(f)} sample(s) failed and were left NaN (on_error='skip'): "
                           f"{f[:10]}{' ...' if len(f) > 10 else ''}; their ids are in the store attrs 'failed_ids'",
-                          stacklevel=2)
-    return ExtractResult(path=out, models=names, n_samples=n, chunks_total=len(bounds), chunks_computed=len(todo),
+                          stacklevel=3)
+    return ExtractResult(path=out, models=names, n_samples=n, chunks_total=n_chunks, chunks_computed=computed,
                          chunks_skipped=skipped, seconds=secs, samples_per_s=(n_todo / secs if secs > 0 else 0.0),
                          failed=failed, filled_bands={p.name: list(p.absent) for p in plans})

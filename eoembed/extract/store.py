@@ -93,6 +93,42 @@ def compare_fingerprints(path: Path, old: dict, new: dict) -> None:
                              f"uses {key}={new[key]!r}; pass the same value to resume, or {what}")
 
 
+def check_coords(path: Path, models: list[str], lat: np.ndarray, lon: np.ndarray, seasons: list[str]) -> None:
+    """Before resuming: the store's coordinates must match the input's. lat/lon that differ only for samples not
+    yet committed by any model are rewritten; StoreError (naming the samples) when committed samples differ, or
+    the seasons differ (the input changed since those embeddings were made)."""
+    import zarr
+    root = zarr.open_group(str(path), mode="r+")
+    what = "re-run with --no-resume (resume=False) to recompute the store, or use a new --out"
+    for name in models:
+        g = root[name]
+        if "season" in g and [str(s) for s in g["season"][:]] != list(seasons):
+            raise StoreError(f"embedding store {str(path)!r}: model {name!r} has seasons {list(g['season'][:])}, the "
+                             f"input has {list(seasons)}; {what}")
+        old_lat, old_lon = np.asarray(g["lat"][:], np.float64), np.asarray(g["lon"][:], np.float64)
+        differ = ~(_same(old_lat, lat) & _same(old_lon, lon))
+        if not differ.any():
+            continue
+        chunk = int(g["embedding"].chunks[0])
+        committed = np.zeros(differ.size, bool)
+        for other in models:
+            done = np.asarray(root[f"{other}/_done"][:]).astype(bool)
+            committed |= np.repeat(done, chunk)[: differ.size]
+        stale = np.flatnonzero(differ & committed)
+        if stale.size:
+            ids = np.asarray(g["sample"][:])
+            ex = ", ".join(f"{ids[i]} ({old_lat[i]:.6g}, {old_lon[i]:.6g} -> {lat[i]:.6g}, {lon[i]:.6g})" for i in stale[:5])
+            raise StoreError(f"embedding store {str(path)!r}: lat/lon of {stale.size} already embedded sample(s) differ "
+                             f"from the input (e.g. {ex}); the input changed since they were embedded (e.g. meta.csv "
+                             f"was fixed). {what[0].upper()}{what[1:]}.")
+        g["lat"][:] = lat
+        g["lon"][:] = lon
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a == b) | (np.isnan(a) & np.isnan(b))
+
+
 def create_store(path: Path, fingerprint: dict, groups: dict[str, dict], ids: np.ndarray, lat: np.ndarray,
                  lon: np.ndarray, seasons: list[str], chunk_size: int, version: str) -> None:
     """Create the full-shape store atomically: build it beside ``path`` and rename it into place.
@@ -221,7 +257,7 @@ def open_embeddings(path: str | Path, models: list[str] | None = None,
         if not done.all() and not allow_incomplete:
             raise StoreError(f"embedding store {str(p)!r}: model {name!r} is unfinished ({int(done.sum())} of "
                              f"{done.size} chunks done); run the same `eoembed extract` command again to resume it, "
-                             "or pass allow_incomplete=True to read the partial result")
+                             "or read the partial result in Python with open_embeddings(..., allow_incomplete=True)")
         da = ds["embedding"].drop_vars([v for v in _HIDDEN_VARS if v in ds["embedding"].coords])
         # Zarr v3 returns variable-length strings as numpy StringDType: give plain str ids to every consumer.
         da = da.assign_coords(sample=np.asarray([str(i) for i in da["sample"].values]))
