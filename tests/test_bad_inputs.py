@@ -375,7 +375,7 @@ def test_extract_resume_rewrites_coords_not_yet_committed(tmp_path):
     ("out_is_file", "is a file"),
     ("mode", "--mode 'probe' is not valid"),
     ("metric", "--metric 'acc' is not valid"),
-    ("folds", "folds must be >= 2"),
+    ("folds", "--folds 1; use an integer >= 2"),
     ("unknown_task", "Unknown task(s) ['nope']"),
     ("device", "not a device"),
 ])

@@ -101,7 +101,7 @@ def _candidate_dims(baseline_dims: Sequence[int] | None, out_dim: int) -> list[i
 
 
 def _check_inputs(store: Any, labels: Any, combos: Any, baselines: Sequence[str], cube: Any,
-                  train_kwargs: dict) -> tuple[pd.DataFrame, xr.DataArray, list[tuple[str, ...]], list[str]]:
+                  train_kwargs: dict, eval_folds: int, q_mode: str, out: Any) -> tuple[pd.DataFrame, xr.DataArray, list[tuple[str, ...]], list[str]]:
     """(labels DataFrame, fused array of all models, combinations, baselines to run); errors before any work."""
     if labels is None:
         raise ValueError("ablate needs labels (a NeuCo labels folder or labels DataFrame) to score combinations")
@@ -264,7 +264,8 @@ def ablate(store: Any, labels: Any, combos: Sequence[Sequence[str]] | None = Non
     With ``out``, each run lives in ``out/<combination>/`` and finished rows are reused (the settings must match),
     so an interrupted ablation resumes.
     """
-    labels, fused_all, combos_l, bases = _check_inputs(store, labels, combos, baselines, cube, train_kwargs)
+    labels, fused_all, combos_l, bases = _check_inputs(store, labels, combos, baselines, cube, train_kwargs,
+                                                       eval_folds, q_mode, out)
     if int(null_draws) < 2:
         raise ValueError(f"null_draws must be >= 2 (the null's spread is reported), got {null_draws}")
     split = split_labels(labels, [str(s) for s in fused_all["sample"].values], select_fraction=select_fraction,
