@@ -68,12 +68,27 @@ def _check_demo_args(out: Any, n: int, size: int, seed: int, models: Sequence[st
         raise DataError(f"models {models} name a model twice; give each model once.")
 
 
+#: Label permutations of the demo's null control (each method is also scored on labels without signal).
+NULL_DRAWS = 3
+
+
+def _score(name: str, emb: Any, labels: Any, folds: int, mode: str, out_p: Path) -> tuple[Any, Any, Any]:
+    """(compat result, ``mode`` result, ``mode`` null control over NULL_DRAWS label permutations) of one method."""
+    from eoembed.bench import evaluate, null_control
+
+    compat = evaluate(emb, labels, folds=folds, mode="compat", out=out_p / "bench" / "compat" / name, progress=False)
+    res = evaluate(emb, labels, folds=folds, mode=mode, out=out_p / "bench" / mode / name, progress=False)
+    return compat, res, null_control(emb, labels, draws=NULL_DRAWS, folds=folds, mode=mode, progress=False)
+
+
 def _print_tables(table: pd.DataFrame, overall: pd.DataFrame, trained: Any, mode: str) -> None:
     """The demo's three tables: Q per task and method, overall Q-bar / Z, the compressor history."""
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.precision", 2):
         print(f"\nQ per task (rows) and method (columns), {mode} probes:")
         print(table.round(1).to_string())
-        print("\nOverall quality per method (Q-bar = mean Q over tasks; Z = task-normalised score):")
+        print(f"\nOverall quality per method (Q-bar = mean Q over tasks; null = Q-bar of the same embedding on labels "
+              f"permuted within each task, mean and sd over {NULL_DRAWS} draws, {mode} probes; gap = Q-bar {mode} - "
+              "null; Z = task-normalised score):")
         print(overall.round(2).to_string())
         print("\nCompressor history (val MSE; in-loop Q-bar on the selection and the report half of the labels):")
         hist = trained.history[["epoch", "train_loss", "val_mse", "q_select", "q_report"]].round(3)
@@ -106,7 +121,7 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
     compress/ (history.csv, checkpoints), embeddings.csv (NeuCo-Bench CSV of the compressed vectors),
     bench/ (results per method) and demo_summary.json. Returns the summary dict.
     """
-    from eoembed.bench import compare, evaluate
+    from eoembed.bench import compare
     from eoembed.compress import train_compressor
     from eoembed.data import open_cube, read_labels, sample
     from eoembed.extract import extract, open_embeddings
@@ -133,14 +148,9 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
     methods: dict[str, Any] = {"raw_bands": raw_band_features(cube)}
     methods.update({name: _flat(arr) for name, arr in embs.items()})
 
-    def score(name: str, emb: Any) -> tuple[Any, Any]:
-        return (evaluate(emb, labels, folds=folds, mode="compat", out=out_p / "bench" / "compat" / name,
-                         progress=False),
-                evaluate(emb, labels, folds=folds, mode=mode, out=out_p / "bench" / mode / name, progress=False))
-
-    compat, results = {}, {}
+    compat, results, nulls = {}, {}, {}
     for name, emb in methods.items():
-        compat[name], results[name] = score(name, emb)
+        compat[name], results[name], nulls[name] = _score(name, emb, labels, folds, mode, out_p)
 
     print(f"[4/5] training the fusion compressor ({epochs} epochs, {out_dim}-d output, Q every {eval_every})")
     trained = train_compressor(store, labels, epochs=epochs, eval_every=eval_every, out=out_p / "compress",
@@ -148,10 +158,13 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
     csv = trained.export(out_p / "embeddings.csv", overwrite=True)
 
     print(f"[5/5] evaluating the compressed embeddings ({csv})")
-    compat["fused_ae"], results["fused_ae"] = score("fused_ae", csv)
-    table, z, board = compare(results)
+    compat["fused_ae"], results["fused_ae"], nulls["fused_ae"] = _score("fused_ae", csv, labels, folds, mode, out_p)
+    table, z, board = compare(results, nulls=nulls)
     overall = pd.DataFrame({"Q-bar compat": {k: r.overall_q for k, r in compat.items()},
                             f"Q-bar {mode}": {k: r.overall_q for k, r in results.items()},
+                            "null": {k: c.q_mean for k, c in nulls.items()},
+                            "null sd": {k: c.q_std for k, c in nulls.items()},
+                            "gap": {k: results[k].overall_q - c.q_mean for k, c in nulls.items()},
                             f"Z {mode}": z})
 
     _print_tables(table, overall, trained, mode)
@@ -161,6 +174,7 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
         "overall_q_compat": {k: float(r.overall_q) for k, r in compat.items()},
         "overall_q": {k: float(r.overall_q) for k, r in results.items()},
         "z": {k: float(v) for k, v in z.items()},
+        "null_control": {k: {"draws": NULL_DRAWS, "q_mean": c.q_mean, "q_std": c.q_std} for k, c in nulls.items()},
         "selected_epoch": trained.selected_epoch, "best_mse_epoch": trained.best_mse_epoch,
         "fused_ae_q_select": trained.q_select, "fused_ae_q_report": trained.q_report,
         "history": json.loads(trained.history.to_json(orient="records")),

@@ -116,8 +116,12 @@ def z_scores(table: pd.DataFrame, ddof: int = 0) -> pd.Series:
     return out
 
 
-def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
+def leaderboard(table: pd.DataFrame, nulls: Mapping | None = None) -> pd.DataFrame:
     """NeuCo-Bench leaderboard of a task x method Q table.
+
+    nulls: {method: eoembed.bench.NullControl} (same labels permuted, same protocol): adds ``q_null`` (mean Q-bar
+    over the permutation draws), ``q_null_std`` (their spread) and ``q_gap`` (= mean_score - q_null) per method, so
+    a row's level can be read against what the same embedding scores on labels without signal.
 
     Methods with a NaN task are dropped; per task methods are ranked (1 = best, ties get the lowest rank);
     each task is weighted by the std of Q across methods (ddof 1) normalised to sum 1 (equal weights for a single
@@ -145,17 +149,23 @@ def leaderboard(table: pd.DataFrame) -> pd.DataFrame:
     out.insert(2, "aggregated_rank", rankdata(out["weighted_score"].to_numpy(), method="min").astype(int))
     out = out.rename_axis("method").reset_index()[cols].sort_values("weighted_score").reset_index(drop=True)
     out.columns.name = None
+    if nulls:
+        get = {m: (nulls[m].q_mean, nulls[m].q_std) if m in nulls else (np.nan, np.nan) for m in out["method"]}
+        out.insert(2, "q_null", [get[m][0] for m in out["method"]])
+        out.insert(3, "q_null_std", [get[m][1] for m in out["method"]])
+        out.insert(4, "q_gap", out["mean_score"] - out["q_null"])
     out.attrs["weights"] = dict(zip(tasks, weights.tolist()))
     out.attrs["dropped"] = dropped
     return out
 
 
-def compare(results: Mapping) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
-    """Compare methods. ``results``: {method: EvalResult | {task: Q} | Series}.
+def compare(results: Mapping, nulls: Mapping | None = None) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame]:
+    """Compare methods. ``results``: {method: EvalResult | {task: Q} | Series}; ``nulls``: optional
+    {method: NullControl} (:func:`eoembed.bench.null_control` with the same protocol).
 
     Returns ``(table, z, board)``: task x method Q table (the paper's Figure-3 heatmap), task-normalised Z per
-    method, NeuCo leaderboard (see :func:`leaderboard`)."""
+    method, NeuCo leaderboard (see :func:`leaderboard`; with ``nulls`` it holds each method's null control)."""
     if not results:
         raise ValueError("compare() needs at least one result: {method_name: EvalResult}.")
     table = _q_table(results)
-    return table, z_scores(table), leaderboard(table)
+    return table, z_scores(table), leaderboard(table, nulls=nulls)
