@@ -220,3 +220,23 @@ def test_cli(tmp_path, data):
     summ = json.loads((out / "results_summary.json").read_text())
     assert set(summ["task_q_scores"]) == {"linear", "noise"} and summ["experiment"] == "res"
     assert "overall_q_score" in r.output
+
+
+def test_leaderboard_reports_each_methods_null_control(sample_root):
+    """compare(..., nulls=) puts every method's null (same protocol, permuted labels) and its gap on the board."""
+    from eoembed.bench import compare, evaluate, null_control
+    from eoembed.data import open_cube
+    from eoembed.pipeline import raw_band_features
+
+    emb = raw_band_features(open_cube(sample_root))
+    kw = dict(folds=3, mode="ridge", tasks=["crops", "nodata"], progress=False)
+    noise = emb.copy(data=np.random.default_rng(0).normal(size=emb.shape).astype(np.float32))
+    results = {"raw": evaluate(emb, sample_root / "labels", **kw), "noise": evaluate(noise, sample_root / "labels", **kw)}
+    nulls = {m: null_control(e, sample_root / "labels", draws=2, **kw) for m, e in (("raw", emb), ("noise", noise))}
+    _, _, board = compare(results, nulls=nulls)
+    b = board.set_index("method")
+    np.testing.assert_allclose(b["q_gap"], b["mean_score"] - b["q_null"])
+    assert b.loc["raw", "q_null"] == nulls["raw"].q_mean and b.loc["raw", "q_null_std"] == nulls["raw"].q_std
+    assert b.loc["raw", "q_gap"] > b.loc["noise", "q_gap"]
+    _, _, plain = compare(results)
+    assert "q_null" not in plain.columns
