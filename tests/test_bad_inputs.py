@@ -24,7 +24,7 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from eoembed.cli import app, cli_hints
-from eoembed.data.bands import SEASONS, all_band_keys
+from eoembed.data.bands import all_band_keys
 from eoembed.errors import DataError, LabelError, StoreError
 from test_extract_fakes import FakeEmbedder, make_cube
 

@@ -257,7 +257,7 @@ def test_explicit_path_rules(isolated, tmp_path, tiny_registered):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(url="https://hf.co/org/m/resolve/main/f.pt", revision="main"), "revision"),
     (dict(url="https://hf.co/org/m/resolve/main/f.pt"), "revision"),
-    (dict(url=f"https://hf.co/org/m/resolve/main/f.pt", revision=REV), "not pinned"),
+    (dict(url="https://hf.co/org/m/resolve/main/f.pt", revision=REV), "not pinned"),
     (dict(url=f"https://hf.co/org/m/blob/main/{REV}/f.pt", revision=REV), "moving ref 'main'"),
     (dict(sha256="abc"), "not a lower-case hex"),
     (dict(sha256="a" * 64, sha256_prefix="bbbbbbbb"), "does not start with"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import torch
 from sklearn.model_selection import ShuffleSplit
 
 from eoembed import runtime
+from eoembed.checks import check_out_path, safe_name
 from eoembed.bench.config import NEUCO_DEFAULTS, read_config
 from eoembed.bench.io import Prepared, prepare
 from eoembed.bench.metrics import q_score
 from eoembed.bench.probe import best_over_epochs, train_linear_probes
 from eoembed.bench.ridge import ridge_scores
-from eoembed.errors import DataError, DataFileNotFound, LabelError, OutputError
+from eoembed.errors import DataError, DataFileNotFound, LabelError
 
 MODES = ("compat", "ridge")
 MODE_NOTES = {
@@ -183,27 +183,13 @@ def _neuco_config(st: dict, mode: str, tasks: list[str] | None) -> dict:
 
 def _check_out(out) -> Path:
     """Before any work: ``out`` must be a folder or creatable in a writable place."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"out {str(p)!r} is a file, not a folder; choose a folder path (it is created).")
-    anc = p.absolute()
-    while not anc.exists():
-        anc = anc.parent
-    if not anc.is_dir():
-        raise OutputError(f"out {str(p)!r} cannot be created: {str(anc)!r} is a file, not a folder; "
-                          "choose another path.")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"out {str(p)!r} cannot be written: {str(anc)!r} is read-only for this user; "
-                          "choose a writable location.")
-    return p
+    return check_out_path(out, option="out")
 
 
 def _check_task_names(tasks) -> None:
+    """Task names become result folders: none may write outside ``out``."""
     for t in tasks:
-        s = str(t)
-        if not s or s in (".", "..") or "/" in s or "\\" in s or os.sep in s:
-            raise LabelError(f"task name {s!r} cannot be a folder name of the results (it would write outside "
-                             "out); rename its label file '<task>__<type>.csv' with letters, digits, '-' and '_'.")
+        safe_name(t, what="task name", where="the results folder")
 
 
 def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat", seed: int = 42,

@@ -221,49 +221,40 @@ def _pad_to(X: np.ndarray, embedding_dim: int | None, source) -> tuple[np.ndarra
     return np.pad(X, ((0, 0), (0, embedding_dim - d))), {"from": int(d), "to": int(embedding_dim)}
 
 
-def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
-            scale_labels: bool = True, exclude_file=None, embedding_dim: int | None = None) -> Prepared:
-    """Match embeddings to labels like NeuCo-Bench, and report every dropped or filled row.
+def _select_tasks(lab: pd.DataFrame, tasks) -> list[str]:
+    """The tasks to score, alphabetical (NeuCo-Bench's order); unknown names are an error."""
+    if tasks is None:
+        return sorted(lab.columns)
+    tasks = sorted([tasks] if isinstance(tasks, str) else list(tasks))
+    unknown = [t for t in tasks if t not in lab.columns]
+    if unknown:
+        raise LabelError(f"Unknown task(s) {unknown}; available: {sorted(lab.columns)}.")
+    return tasks
 
-    Steps: strip id suffixes; drop ids listed in ``exclude_file`` (counted); keep embedding rows whose id has a
-    label in any task (others dropped, counted); NaN / non-numeric embedding values -> 0 (counted); zero-pad to
-    ``embedding_dim`` columns if given (more columns: error); one global scalar mean/std over all kept values;
-    labels min-max scaled per task over all labelled kept samples.
-    """
-    values, emb_ids, info = read_embeddings(embeddings, ids=ids)
-    excluded = None
-    if exclude_file is not None:
-        values, emb_ids, excluded = _exclude(values, emb_ids, exclude_file)
-    lab, skipped, order = read_labels_any(labels)
-    all_types = lab.attrs["task_types"]
-    if tasks is not None:
-        tasks = sorted([tasks] if isinstance(tasks, str) else list(tasks))  # NeuCo order: alphabetical
-        unknown = [t for t in tasks if t not in lab.columns]
-        if unknown:
-            raise LabelError(f"Unknown task(s) {unknown}; available: {sorted(lab.columns)}.")
-    else:
-        tasks = sorted(lab.columns)
-    labelled_any = lab.index[lab.notna().any(axis=1)]
-    keep = np.isin(emb_ids, labelled_any.to_numpy().astype(str))
-    if not keep.any():
-        raise LabelError(f"No embedding id matches a label id (embedding ids like {_listed(emb_ids[:3])}, "
-                         f"label ids like {_listed(labelled_any[:3])}); check that both use the same sample ids.")
-    dropped_ids = emb_ids[~keep]
-    X = values[keep]
-    kept_ids = emb_ids[keep]
-    check_embedding_values(X, kept_ids, str(info.get("source")))
+
+def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: bool,
+                 embedding_dim: int | None) -> tuple[np.ndarray, dict]:
+    """Checked values, NaN/inf -> 0 (counted), zero-padded to ``embedding_dim``, one global scalar mean/std.
+    Returns (X float32, facts for the report)."""
+    check_embedding_values(X, kept_ids, source)
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
     n_inf = int(np.isinf(X).sum())
     X = np.where(nan_mask, 0.0, X)
-    check_not_constant(X, str(info.get("source")))
-    X, padded = _pad_to(X, embedding_dim, info.get("source"))
+    check_not_constant(X, source)
+    X, padded = _pad_to(X, embedding_dim, source)
     mu, sigma = float(X.mean()), float(X.std())
     if standardize:
-        sigma_used = sigma if sigma != 0 else 1.0
-        X = (X - mu) / sigma_used
-    X = np.ascontiguousarray(X, dtype=np.float32)
+        X = (X - mu) / (sigma if sigma != 0 else 1.0)
+    facts = {"nan_rows": nan_rows, "nan_values": int(nan_mask.sum()), "inf_values": n_inf, "padded": padded,
+             "mean": mu, "std": sigma}
+    return np.ascontiguousarray(X, dtype=np.float32), facts
 
+
+def _task_labels(lab: pd.DataFrame, kept_ids: np.ndarray, tasks: list[str], types: dict, order: dict,
+                 scale_labels: bool) -> tuple[np.ndarray, np.ndarray, dict, dict, dict]:
+    """(Y scaled, Y_raw, samples per task, labels without an embedding per task, rows per task in label order);
+    tasks with no embedded label, a constant label or a single class are errors."""
     sub = lab.reindex(kept_ids)
     Y_raw = np.empty((len(tasks), len(kept_ids)))
     Y = np.empty_like(Y_raw)
@@ -281,33 +272,59 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
         if hi == lo:
             raise LabelError(f"Task {t!r}: the label is constant ({lo}) over its {n} samples; nothing to predict, "
                              "leave the task out with tasks=.")
-        if all_types[t] == "classification":
-            classes = np.unique(y[np.isfinite(y)])
-            if len(classes) < 2:
-                raise LabelError(f"Task {t!r}: classification with a single class; leave it out with tasks=.")
+        if types[t] == "classification" and len(np.unique(y[np.isfinite(y)])) < 2:
+            raise LabelError(f"Task {t!r}: classification with a single class; leave it out with tasks=.")
         Y_raw[k] = y
         Y[k] = (y - lo) / (hi - lo) if scale_labels else y
         per_task[t] = n
         rows[t] = position.reindex(order[t]).dropna().to_numpy().astype(np.int64)
+    return Y, Y_raw, per_task, no_embedding, rows
+
+
+def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
+            scale_labels: bool = True, exclude_file=None, embedding_dim: int | None = None) -> Prepared:
+    """Match embeddings to labels like NeuCo-Bench, and report every dropped or filled row.
+
+    Steps: strip id suffixes; drop ids listed in ``exclude_file`` (counted); keep embedding rows whose id has a
+    label in any task (others dropped, counted); NaN / non-numeric embedding values -> 0 (counted); zero-pad to
+    ``embedding_dim`` columns if given (more columns: error); one global scalar mean/std over all kept values;
+    labels min-max scaled per task over all labelled kept samples.
+    """
+    values, emb_ids, info = read_embeddings(embeddings, ids=ids)
+    excluded = None
+    if exclude_file is not None:
+        values, emb_ids, excluded = _exclude(values, emb_ids, exclude_file)
+    lab, skipped, order = read_labels_any(labels)
+    all_types = lab.attrs["task_types"]
+    tasks = _select_tasks(lab, tasks)
+    labelled_any = lab.index[lab.notna().any(axis=1)]
+    keep = np.isin(emb_ids, labelled_any.to_numpy().astype(str))
+    if not keep.any():
+        raise LabelError(f"No embedding id matches a label id (embedding ids like {_listed(emb_ids[:3])}, "
+                         f"label ids like {_listed(labelled_any[:3])}); check that both use the same sample ids.")
+    dropped_ids = emb_ids[~keep]
+    kept_ids = emb_ids[keep]
+    X, f = _standardise(values[keep], kept_ids, str(info.get("source")), standardize, embedding_dim)
+    Y, Y_raw, per_task, no_embedding, rows = _task_labels(lab, kept_ids, tasks, all_types, order, scale_labels)
     report = {
         "source": info.get("source"),
         "n_embeddings_in": int(len(emb_ids)),
         "n_embeddings_kept": int(keep.sum()),
         "ids_suffix_stripped": info["ids_suffix_stripped"],
         "dropped_no_label": {"count": int(len(dropped_ids)), "ids": _listed(dropped_ids)},
-        "nan_filled": {"rows": int(nan_rows.sum()), "values": int(nan_mask.sum()),
-                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)), "inf_values": n_inf,
-                       "ids": _listed(kept_ids[nan_rows])},
+        "nan_filled": {"rows": int(f["nan_rows"].sum()), "values": f["nan_values"],
+                       "non_numeric_cells": int(info.get("non_numeric_cells", 0)), "inf_values": f["inf_values"],
+                       "ids": _listed(kept_ids[f["nan_rows"]])},
         "labels_without_embedding": no_embedding,
         "empty_labels_skipped": {t: int(skipped.get(t, 0)) for t in tasks},
         "n_samples": per_task,
-        "standardization": {"applied": bool(standardize), "mean": mu, "std": sigma},
+        "standardization": {"applied": bool(standardize), "mean": f["mean"], "std": f["std"]},
         "embedding_dim": int(X.shape[1]),
     }
     if excluded is not None:
         report["excluded"] = excluded
-    if padded is not None:
-        report["zero_padded"] = padded
+    if f["padded"] is not None:
+        report["zero_padded"] = f["padded"]
     if "flattened_dims" in info and info["flattened_dims"] != ["feature"]:
         report["flattened_dims"] = info["flattened_dims"]
     return Prepared(X=X, ids=kept_ids, Y=Y, Y_raw=Y_raw, tasks=list(tasks),

@@ -36,7 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from eoembed.compress.fusion import fuse, fused_slices, select_models
-from eoembed.compress.selection import SelectionSplit, score_split, split_labels
+from eoembed.compress.selection import SelectionSplit, split_labels
 from eoembed.compress.train import IN_LOOP_Q_FOLDS, _read_labels, train_compressor
 
 __all__ = ["AblationResult", "ablate", "default_combos"]

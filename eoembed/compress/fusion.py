@@ -121,65 +121,18 @@ def fuse(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
     features] or [features]}, "order" ("sorted" | "given").
     """
     data = load_store(store)
-    if models is None:
-        order, how = sorted(data), "sorted"
-    else:
-        if isinstance(models, str):
-            models = [models]
-        order, how = list(models), "given"
-        if not order:
-            raise StoreError("models=[] selects nothing; pass model names from the store or None for all")
-        unknown = [m for m in order if m not in data]
-        if unknown:
-            raise StoreError(f"models {unknown} are not in the store (it holds {sorted(data)}); "
-                             "pick names from that list")
-        if len(set(order)) != len(order):
-            raise StoreError(f"models {order} name a model twice; give each model once")
-
-    ref_name = order[0]
-    ref_ids = [str(s) for s in data[ref_name]["sample"].values]
+    order, how = _model_order(data, models)
+    ref_ids = [str(s) for s in data[order[0]]["sample"].values]
     blocks, slices, shapes, start = [], {}, {}, 0
     for name in order:
-        da = data[name]
-        if "sample" not in da.dims:
-            raise StoreError(f"model {name!r} has no 'sample' dimension (dims {da.dims}); re-extract it")
-        ids = [str(s) for s in da["sample"].values]
-        seen: set[str] = set()
-        dups = sorted({i for i in ids if i in seen or seen.add(i)})
-        if dups:
-            raise StoreError(f"model {name!r}: sample ids repeat: {_fmt_ids(dups)}; each id must appear once")
-        if ids != ref_ids:
-            only_here = sorted(set(ids) - set(ref_ids))
-            only_ref = sorted(set(ref_ids) - set(ids))
-            if only_here or only_ref:
-                parts = []
-                if only_ref:
-                    parts.append(f"{len(only_ref)} ids of {ref_name!r} are missing from {name!r}: "
-                                 f"{_fmt_ids(only_ref)}")
-                if only_here:
-                    parts.append(f"{len(only_here)} ids of {name!r} are not in {ref_name!r}: "
-                                 f"{_fmt_ids(only_here)}")
-                raise StoreError("mismatched sample ids across models: " + "; ".join(parts)
-                                 + ". Extract every model for the same samples (or select models with the same ids).")
-            da = da.sel(sample=ref_ids)
-        arr, shape = _flatten(name, da)
-        nan = ~np.isfinite(arr)  # inf is treated like NaN
-        if nan.any():
-            rows_all = np.where(nan.all(axis=1))[0]
-            if rows_all.size:
-                raise StoreError(f"model {name!r} is missing (all-NaN embedding) for {rows_all.size} samples: "
-                                 f"{_fmt_ids([ref_ids[i] for i in rows_all])}. Re-run the extraction for those "
-                                 "samples (eoembed extract resumes) or fuse without that model.")
-            rows = np.where(nan.any(axis=1))[0]
-            raise StoreError(f"model {name!r} has NaN/inf embedding values for {rows.size} samples: "
-                             f"{_fmt_ids([ref_ids[i] for i in rows])}. Check those inputs (nodata) and re-extract.")
+        arr, shape = _flatten(name, _aligned(name, data[name], order[0], ref_ids))
+        _check_finite(name, arr, ref_ids)
         blocks.append(arr)
         slices[name] = [start, start + arr.shape[1]]
         shapes[name] = shape
         start += arr.shape[1]
-
     fused = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
-    ref = data[ref_name]
+    ref = data[order[0]]
     coords: dict[str, Any] = {"sample": np.asarray(ref_ids, dtype=object),
                               "feature": np.arange(fused.shape[1]),
                               "model": ("feature", np.repeat(np.asarray(order, dtype=object),
@@ -193,6 +146,60 @@ def fuse(store: Any, models: Sequence[str] | None = None) -> xr.DataArray:
     return xr.DataArray(fused, dims=("sample", "feature"), coords=coords, name="fused",
                         attrs={"models": list(order), "slices": slices, "shapes": shapes, "order": how,
                                "layout": "season-major flatten of (season, feature) per model"})
+
+
+def _model_order(data: dict, models: Sequence[str] | None) -> tuple[list[str], str]:
+    """(models in fusion order, "sorted" | "given"); unknown, repeated or no models are errors."""
+    if models is None:
+        return sorted(data), "sorted"
+    order = [models] if isinstance(models, str) else list(models)
+    if not order:
+        raise StoreError("models=[] selects nothing; pass model names from the store or None for all")
+    unknown = [m for m in order if m not in data]
+    if unknown:
+        raise StoreError(f"models {unknown} are not in the store (it holds {sorted(data)}); pick names from that list")
+    if len(set(order)) != len(order):
+        raise StoreError(f"models {order} name a model twice; give each model once")
+    return order, "given"
+
+
+def _aligned(name: str, da: xr.DataArray, ref_name: str, ref_ids: list[str]) -> xr.DataArray:
+    """``da`` in the sample order of the first model; repeated or mismatched ids are errors naming them."""
+    if "sample" not in da.dims:
+        raise StoreError(f"model {name!r} has no 'sample' dimension (dims {da.dims}); re-extract it")
+    ids = [str(s) for s in da["sample"].values]
+    seen: set[str] = set()
+    dups = sorted({i for i in ids if i in seen or seen.add(i)})
+    if dups:
+        raise StoreError(f"model {name!r}: sample ids repeat: {_fmt_ids(dups)}; each id must appear once")
+    if ids == ref_ids:
+        return da
+    only_here = sorted(set(ids) - set(ref_ids))
+    only_ref = sorted(set(ref_ids) - set(ids))
+    if only_here or only_ref:
+        parts = []
+        if only_ref:
+            parts.append(f"{len(only_ref)} ids of {ref_name!r} are missing from {name!r}: {_fmt_ids(only_ref)}")
+        if only_here:
+            parts.append(f"{len(only_here)} ids of {name!r} are not in {ref_name!r}: {_fmt_ids(only_here)}")
+        raise StoreError("mismatched sample ids across models: " + "; ".join(parts)
+                         + ". Extract every model for the same samples (or select models with the same ids).")
+    return da.sel(sample=ref_ids)
+
+
+def _check_finite(name: str, arr: np.ndarray, ref_ids: list[str]) -> None:
+    """StoreError naming the samples whose embedding is missing (all NaN) or holds NaN/inf values."""
+    nan = ~np.isfinite(arr)  # inf is treated like NaN
+    if not nan.any():
+        return
+    rows_all = np.where(nan.all(axis=1))[0]
+    if rows_all.size:
+        raise StoreError(f"model {name!r} is missing (all-NaN embedding) for {rows_all.size} samples: "
+                         f"{_fmt_ids([ref_ids[i] for i in rows_all])}. Re-run the extraction for those "
+                         "samples (eoembed extract resumes) or fuse without that model.")
+    rows = np.where(nan.any(axis=1))[0]
+    raise StoreError(f"model {name!r} has NaN/inf embedding values for {rows.size} samples: "
+                     f"{_fmt_ids([ref_ids[i] for i in rows])}. Check those inputs (nodata) and re-extract.")
 
 
 def fused_slices(fused: xr.DataArray) -> dict[str, tuple[int, int]]:

@@ -8,7 +8,7 @@ See :mod:`eoembed.models.registry` for how to add a model.
 """
 from __future__ import annotations
 
-from eoembed.errors import WeightsMismatchError, WeightsNotFound
+from eoembed.errors import WeightsMismatchError, WeightsNotFound  # noqa: F401  (re-exported, see the stub)
 
 #: Every model module; each registers its models when imported (lazily, on first registry use).
 MODEL_MODULES: tuple[str, ...] = (
