@@ -690,7 +690,6 @@ def test_demo_refuses_other_sample(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the handler
 def test_validate_exit_2_with_cli_flag_hint(root_copy):
-    v = np.asarray([[1.0]])  # noqa: F841 - keep the dataset valid except for NaN below
     f = _first_file(root_copy, "s1", 2)
     from eoembed.data.ssl4eo import read_sample_file, write_sample_file
     arr = read_sample_file(f)

@@ -223,7 +223,9 @@ def test_out_checked_before_any_work(tmp_path, neuco_data, monkeypatch):
         evaluate(d / "emb.csv", d / "labels", out=tmp_path / "a_file", progress=False)
     with pytest.raises(OutputError, match="is a file, not a folder"):
         evaluate(d / "emb.csv", d / "labels", out=tmp_path / "a_file" / "run", progress=False)
-    monkeypatch.setattr(core.os, "access", lambda *a, **k: False)   # a read-only place (tests may run as root)
+    import eoembed.checks as checks
+
+    monkeypatch.setattr(checks.os, "access", lambda *a, **k: False)   # a read-only place (tests may run as root)
     with pytest.raises(OutputError, match="read-only"):
         evaluate(d / "emb.csv", d / "labels", out=tmp_path / "new" / "run", progress=False)
 
