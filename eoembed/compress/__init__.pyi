@@ -16,6 +16,16 @@ from .fusion import (
     model_family as model_family,
     select_models as select_models,
 )
+from .matryoshka import (
+    distill as distill,
+    distill_unordered as distill_unordered,
+    DistillResult as DistillResult,
+    load_student as load_student,
+    load_teacher as load_teacher,
+    prefix_scores as prefix_scores,
+    storage_bytes as storage_bytes,
+    Student as Student,
+)
 from .model import (
     Compressor as Compressor,
     CompressorConfig as CompressorConfig,
