@@ -216,8 +216,57 @@ def ablate(
         typer.echo(res.table.attrs["note"])
 
 
+def distill(
+    teacher: str = typer.Argument(..., help="teacher: NeuCo CSV, exported embeddings .zarr or embedding store"),
+    out: str = typer.Option(..., help="folder for teacher.npz, config.json, history.csv, checkpoints/, student.pt, "
+                                      "embeddings.zarr"),
+    teacher_model: Optional[str] = typer.Option(None, help="model of the teacher store (needed if it holds several)"),
+    inputs: Optional[str] = typer.Option(None, help="student inputs: CSV / .zarr / store (fused), same sample ids "
+                                                    "(default: the teacher vectors)"),
+    prefixes: Optional[list[int]] = typer.Option(None, "--prefix", help="prefix size with a training head (repeat, "
+                                                                          "increasing; default 16 32 64 128)"),
+    out_dim: int = typer.Option(128, help="student embedding size"),
+    hidden: int = typer.Option(512, help="student hidden width"),
+    epochs: int = typer.Option(50, help="epochs"),
+    batch_size: int = typer.Option(64, help="batch size"),
+    lr: float = typer.Option(1e-3, help="AdamW learning rate"),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay"),
+    seed: int = typer.Option(0, help="seed (init and batch order)"),
+    resume: bool = typer.Option(True, help="continue from the last checkpoint in OUT"),
+    overwrite: bool = typer.Option(False, help="with --no-resume: delete OUT's checkpoints first"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda ... (default: cuda when available)"),
+    precision: str = typer.Option("float32", help="float32 (default) | bf16 (CUDA opt-in)"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads while training (default: 1 for small students)"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+) -> None:
+    """Distil a Matryoshka student from TEACHER (eoembed.compress.distill): every prefix of its embedding is usable.
+    Writes OUT/embeddings.zarr (float32) beside the checkpoints and prints the final cosine per prefix."""
+    from eoembed.compress.matryoshka import _check_hparams, _check_prefixes, distill as run
+    from eoembed.compress.train import export_embeddings
+    check_in_path(teacher, option="TEACHER")
+    if inputs is not None:
+        check_in_path(inputs, option="--inputs")
+    check_out_path(out, option="--out")
+    check_device(device)
+    check_choice("--precision", precision, ("float32", "bf16"))
+    check_int("--out-dim", out_dim, 1)
+    check_int("--threads", threads, 1, allow_none=True)
+    ks = _check_prefixes(prefixes or (16, 32, 64, 128), out_dim)
+    _check_hparams(epochs, hidden, batch_size, lr, weight_decay, seed)
+    res = run(teacher, inputs, prefixes=ks, out_dim=out_dim, teacher_model=teacher_model, hidden=hidden,
+              epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, out=out,
+              resume=resume, overwrite=overwrite, device=device, precision=precision, threads=threads,
+              progress=progress)
+    path = export_embeddings(res.embeddings, Path(out) / "embeddings.zarr", dtype="float32", overwrite=True)
+    last = res.history.iloc[-1]
+    cos = ", ".join(f"k={k}: {last[f'cos/{k}']:.3f}" for k in res.prefixes)
+    typer.echo(f"distilled {res.embeddings.sizes['sample']} samples -> {out_dim}-d student; cosine to the teacher "
+               f"after epoch {int(last['epoch'])}: {cos}; wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``fuse``, ``train`` and ``ablate`` to the eoembed CLI."""
     app.command("fuse")(fuse)
     app.command("train")(train)
     app.command("ablate")(ablate)
+    app.command("distill")(distill)

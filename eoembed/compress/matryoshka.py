@@ -368,7 +368,7 @@ def distill(teacher: Any, inputs: Any = None, prefixes: Sequence[int] = (16, 32,
     <= out_dim, one training head each. out: folder for teacher.npz (the cached teacher), config.json,
     history.csv, checkpoints/epoch_NNNN.pt (latest kept, for resume) and student.pt; resume continues from the
     latest checkpoint when the settings and data match (resume=False with checkpoints present needs
-    overwrite=True). threads: CPU threads while training (restored afterwards; None = 1 on CPU for small
+    overwrite=True); the learning rate is constant, so a run may be resumed with more epochs. threads: CPU threads while training (restored afterwards; None = 1 on CPU for small
     students). Nothing is selected: the last epoch is returned.
     """
     ks = _check_prefixes(prefixes, out_dim)
@@ -418,7 +418,7 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
         raise DataError(f"teacher: {int(zero.sum())} sample(s) equal the teacher mean (ids "
                         f"{_few(t_da['sample'].values[zero])}), so their cosine target is undefined; drop them or "
                         "check that the teacher is not constant.")
-    fingerprint = {**cfg, "n": n, "in_dim": int(x.shape[1]), "teacher_dim": int(t.shape[1]),
+    fingerprint = {**{k: v for k, v in cfg.items() if k != "epochs"}, "n": n, "in_dim": int(x.shape[1]), "teacher_dim": int(t.shape[1]),
                    "ids_sha1": hashlib.sha1("\n".join(map(str, t_da["sample"].values)).encode()).hexdigest(),
                    "teacher_sha1": _sha1(t), "inputs_sha1": _sha1(x), "format": CHECKPOINT_FORMAT}
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
@@ -435,6 +435,9 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
     ck_dir = out_p / "checkpoints" if out_p is not None else None
     if ck_dir is not None:
         rows, start = _restore(ck_dir, model, opt, fingerprint, resume, overwrite)
+        if start - 1 > cfg["epochs"]:
+            raise ValueError(f"{str(ck_dir)!r} already holds {start - 1} epochs, more than epochs={cfg['epochs']}; "
+                             "pass epochs >= that, another out folder, or resume=False, overwrite=True.")
         out_p.mkdir(parents=True, exist_ok=True)
         (out_p / "config.json").write_text(json.dumps({**fingerprint, "teacher_source": source}, indent=1))
         _cache_teacher(out_p, t_da)

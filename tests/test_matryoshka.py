@@ -1,0 +1,191 @@
+"""Matryoshka distillation (eoembed.compress.matryoshka): heads only in training, nested prefixes, loss decreasing,
+ordering against the unordered control, bad inputs, resume, prefix evaluation and the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+
+from eoembed.compress import distill, distill_unordered, load_student, prefix_scores, storage_bytes
+from eoembed.errors import DataError
+
+N, D_T = 240, 24
+FAST = dict(hidden=32, epochs=12, batch_size=32, lr=3e-3, progress=False)
+
+
+def planted(n: int = N, seed: int = 0) -> tuple[xr.DataArray, pd.DataFrame]:
+    """A teacher whose variance lies in an 8-d latent with scales 3 .. 1, plus labels read off that latent."""
+    rng = np.random.default_rng(seed)
+    lat = rng.normal(size=(n, 8)) * np.linspace(3.0, 1.0, 8)
+    t = lat @ rng.normal(size=(8, D_T)) + 0.05 * rng.normal(size=(n, D_T))
+    ids = np.asarray([f"s{i:04d}" for i in range(n)], dtype=object)
+    teacher = xr.DataArray(t.astype(np.float32), dims=("sample", "feature"), coords={"sample": ids})
+    labels = pd.DataFrame({"a": lat[:, 0] + 0.1 * rng.normal(size=n), "b": lat[:, 1] + 0.1 * rng.normal(size=n),
+                           "c": (lat[:, 2] > 0).astype(float)}, index=pd.Index(ids, name="id"))
+    labels.attrs["task_types"] = {"a": "regression", "b": "regression", "c": "classification"}
+    return teacher, labels
+
+
+@pytest.fixture(scope="module")
+def data():
+    return planted()
+
+
+@pytest.fixture(scope="module")
+def run(data):
+    return distill(data[0], prefixes=(2, 4, 8), out_dim=8, **FAST)
+
+
+def _linear_r2(z: np.ndarray, t: np.ndarray) -> float:
+    """Fraction of the centred teacher's variance a least-squares linear map from z explains."""
+    tc = t - t.mean(0)
+    zc = np.c_[z - z.mean(0), np.ones(len(z))]
+    coef, *_ = np.linalg.lstsq(zc, tc, rcond=None)
+    return 1.0 - float(((zc @ coef - tc) ** 2).sum() / (tc ** 2).sum())
+
+
+def test_heads_only_in_training(run, data):
+    st = run.student
+    assert st.out_dim == 8 and run.embeddings.sizes["feature"] == 8
+    names = [n for n, _ in st.named_parameters()]
+    assert names and not any("head" in n for n in names)
+    assert not any(p.shape[-1] in (2, 4) and p.shape[0] == D_T for p in st.parameters())  # no h_k weight
+    with torch.no_grad():
+        z = st(torch.from_numpy(data[0].values)).numpy()
+    np.testing.assert_allclose(z, run.embeddings.values, rtol=1e-5, atol=1e-5)
+    assert run.embeddings.attrs["prefixes"] == [2, 4, 8] and run.embeddings.attrs["precision"] == "float32"
+
+
+def test_prefixes_nest(run):
+    for k in run.prefixes:
+        np.testing.assert_array_equal(run.prefix(k).values, run.embeddings.values[:, :k])
+    assert list(run.prefix(4)["sample"].values) == list(run.embeddings["sample"].values)
+
+
+def test_loss_decreases_and_cosine_ordered(run):
+    h = run.history
+    assert len(h) == FAST["epochs"]
+    assert h["loss"].iloc[-1] < 0.6 * h["loss"].iloc[0]
+    last = h.iloc[-1]
+    assert last["cos/2"] < last["cos/4"] < last["cos/8"]  # a longer prefix reconstructs the teacher better
+
+
+def test_prefix_carries_more_than_unordered_beyond_seed_spread(data):
+    """On the planted 8-d structure the k=2 prefix of a 16-d Matryoshka student explains more teacher variance
+    than the first 2 coordinates of the unordered student, for every seed: the worst Matryoshka seed beats the
+    best unordered seed (the margin is the spread over seeds, not a fixed number)."""
+    t = data[0].values
+    kw = {**FAST, "epochs": 10}
+    mat = [_linear_r2(distill(data[0], prefixes=(2, 4, 16), out_dim=16, seed=s, **kw).embeddings.values[:, :2], t)
+           for s in range(3)]
+    uno = [_linear_r2(distill_unordered(data[0], out_dim=16, seed=s, **kw).embeddings.values[:, :2], t)
+           for s in range(3)]
+    assert min(mat) > max(uno), (mat, uno)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prefixes=(2, 16), out_dim=8), "larger than the student dimension"),
+    (dict(prefixes=(4, 2), out_dim=8), "strictly increasing"),
+    (dict(prefixes=(2, 2, 8), out_dim=8), "strictly increasing"),
+    (dict(prefixes=(), out_dim=8), "empty"),
+    (dict(prefixes=(0, 8), out_dim=8), "positive integer"),
+])
+def test_bad_prefixes(data, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        distill(data[0], **kwargs, **FAST)
+
+
+def test_id_mismatch_and_nan_rows(data):
+    teacher = data[0]
+    inputs = teacher.isel(sample=slice(0, N - 3))
+    with pytest.raises(DataError, match=r"teacher and inputs ids differ.*s0237"):
+        distill(teacher, inputs, prefixes=(2, 8), out_dim=8, **FAST)
+    bad = teacher.copy()
+    bad[[5, 9], 3] = np.nan
+    with pytest.raises(DataError, match=r"teacher: 2 sample.*'s0005', 's0009'"):
+        distill(bad, prefixes=(2, 8), out_dim=8, **FAST)
+    # inputs in another order are aligned by id, not by position
+    shuffled = teacher.isel(sample=np.random.default_rng(0).permutation(N))
+    a = distill(teacher, shuffled, prefixes=(2, 8), out_dim=8, **{**FAST, "epochs": 2})
+    b = distill(teacher, teacher, prefixes=(2, 8), out_dim=8, **{**FAST, "epochs": 2})
+    assert list(a.embeddings["sample"].values) == list(teacher["sample"].values)
+    np.testing.assert_allclose(a.history["cos/8"], b.history["cos/8"], rtol=1e-4)
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    kw = dict(prefixes=(2, 4, 8), out_dim=8, **{**FAST, "epochs": 6})
+    full = distill(data[0], **kw)
+    distill(data[0], out=tmp_path / "run", **{**kw, "epochs": 3})  # leaves what a run stopped after epoch 3 leaves
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("epoch_*.pt")] == ["epoch_0003.pt"]
+    resumed = distill(data[0], out=tmp_path / "run", **kw)
+    assert list(resumed.history["epoch"]) == list(range(1, 7))
+    np.testing.assert_array_equal(resumed.embeddings.values, full.embeddings.values)
+    np.testing.assert_allclose(resumed.history["loss"], full.history["loss"], rtol=0, atol=0)
+    st = load_student(tmp_path / "run" / "student.pt")
+    assert st.out_dim == 8 and not any("head" in n for n, _ in st.named_parameters())
+    assert (tmp_path / "run" / "teacher.npz").exists()
+    with pytest.raises(ValueError, match="settings or data differ"):
+        distill(data[0], out=tmp_path / "run", **{**kw, "lr": 1e-2})
+    with pytest.raises(FileExistsError):
+        distill(data[0], out=tmp_path / "run", resume=False, **kw)
+    with pytest.raises(ValueError, match="already holds 6 epochs"):
+        distill(data[0], out=tmp_path / "run", **{**kw, "epochs": 4})
+
+
+def test_prefix_scores_table(run, data):
+    df = prefix_scores(run, data[1], baselines=("pca", "random", "unordered"), folds=4)
+    assert set(df["method"]) == {"matryoshka", "pca", "random", "unordered"}
+    assert sorted(df.loc[df.method == "matryoshka", "k"]) == [2, 4, 8]
+    for m in ("pca", "random", "unordered"):
+        assert sorted(df.loc[df.method == m, "k"]) == [2, 4, 8]
+    full = df[(df.method == "matryoshka") & (df.k == 8)].iloc[0]
+    assert full["rel_q"] == pytest.approx(1.0) and full["rel_score"] == pytest.approx(1.0)
+    row = df[(df.method == "pca") & (df.k == 4)].iloc[0]
+    assert row["bytes_float32"] == 16 and row["bytes_float16"] == 8 and row["bytes_int8"] == 8
+    assert np.isfinite(df["q"]).all()
+    assert df.attrs["selection"].startswith("none")
+    assert storage_bytes(128) == {"bytes_float32": 512, "bytes_float16": 256, "bytes_int8": 132}
+    with pytest.raises(DataError, match="need the teacher"):
+        prefix_scores(run.embeddings, data[1], baselines=("pca",))
+    with pytest.raises(DataError, match="unknown"):
+        prefix_scores(run, data[1], baselines=("svd",))
+
+
+def test_cli_distill(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from eoembed.cli import app
+    from eoembed.compress import export_embeddings
+
+    csv = export_embeddings(data[0], tmp_path / "teacher.csv", dtype="float32")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["distill", str(csv), "--out", str(out), "--prefix", "2", "--prefix", "8",
+                                 "--out-dim", "8", "--hidden", "16", "--epochs", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "k=2" in r.output and (out / "embeddings.zarr").exists() and (out / "student.pt").exists()
+    assert xr.open_zarr(out / "embeddings.zarr", consolidated=False)["embedding"].shape == (N, 8)
+    r = CliRunner().invoke(app, ["distill", str(csv), "--out", str(tmp_path / "o2"), "--prefix", "8", "--prefix",
+                                 "2", "--out-dim", "8"])
+    assert r.exit_code == 2 and "strictly increasing" in r.output
+    assert not (tmp_path / "o2").exists()  # checked before any work
+
+
+def test_teacher_from_store_group(tmp_path):
+    from compress_helpers import synthetic_embeddings, write_store
+
+    from eoembed.compress import load_teacher
+    from eoembed.errors import StoreError
+
+    emb, _ = synthetic_embeddings(n=40)
+    path = write_store(tmp_path / "emb.zarr", emb)
+    with pytest.raises(StoreError, match="name one with teacher_model"):
+        load_teacher(path)
+    with pytest.raises(StoreError, match="'nope' is not in"):
+        load_teacher(path, "nope")
+    t = load_teacher(path, "croma_tiny")
+    assert t.shape == (40, 24) and load_teacher(path, "croma_tiny") is t  # read once, then cached
+    np.testing.assert_allclose(t.values, emb["croma_tiny"].values.reshape(40, -1))
+    res = distill(path, emb["presto"], teacher_model="croma_tiny", prefixes=(2, 4), out_dim=4, **FAST)
+    assert res.embeddings.shape == (40, 4) and res.student.in_dim == 7
