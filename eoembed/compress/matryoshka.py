@@ -368,8 +368,10 @@ def distill(teacher: Any, inputs: Any = None, prefixes: Sequence[int] = (16, 32,
     <= out_dim, one training head each. out: folder for teacher.npz (the cached teacher), config.json,
     history.csv, checkpoints/epoch_NNNN.pt (latest kept, for resume) and student.pt; resume continues from the
     latest checkpoint when the settings and data match (resume=False with checkpoints present needs
-    overwrite=True); the learning rate is constant, so a run may be resumed with more epochs. threads: CPU threads while training (restored afterwards; None = 1 on CPU for small
-    students). Nothing is selected: the last epoch is returned.
+    overwrite=True); the learning rate is constant, so a run may be resumed with more epochs. threads: CPU
+    threads while training (restored afterwards; None = 1 on CPU for small students). precision: "float32"
+    (default) or "bf16" (CUDA opt-in), recorded in the embeddings' attrs. Nothing is selected: the last epoch is
+    returned.
     """
     ks = _check_prefixes(prefixes, out_dim)
     _check_hparams(epochs, hidden, batch_size, lr, weight_decay, seed)
@@ -418,7 +420,8 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
         raise DataError(f"teacher: {int(zero.sum())} sample(s) equal the teacher mean (ids "
                         f"{_few(t_da['sample'].values[zero])}), so their cosine target is undefined; drop them or "
                         "check that the teacher is not constant.")
-    fingerprint = {**{k: v for k, v in cfg.items() if k != "epochs"}, "n": n, "in_dim": int(x.shape[1]), "teacher_dim": int(t.shape[1]),
+    fingerprint = {**{k: v for k, v in cfg.items() if k != "epochs"}, "n": n, "in_dim": int(x.shape[1]),
+                   "teacher_dim": int(t.shape[1]),
                    "ids_sha1": hashlib.sha1("\n".join(map(str, t_da["sample"].values)).encode()).hexdigest(),
                    "teacher_sha1": _sha1(t), "inputs_sha1": _sha1(x), "format": CHECKPOINT_FORMAT}
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
@@ -483,7 +486,7 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
     attrs = {"method": "matryoshka" if len(ks) > 1 else "unordered", "prefixes": list(ks),
              "teacher": t_da.attrs.get("source", "DataArray"), "teacher_model": t_da.attrs.get("model"),
              "precision": cfg["precision"], "epochs": cfg["epochs"]}
-    emb = _embedding_array(z, x_da if x_da is not t_da else t_da, attrs)
+    emb = _embedding_array(z, x_da, attrs)  # x_da is in the teacher's sample order
     hist = pd.DataFrame(rows)
     if out_p is not None:
         hist.to_csv(out_p / "history.csv", index=False)

@@ -1,0 +1,85 @@
+"""Matryoshka distillation on the generated sample: the prefix curve against PCA, random projection and the
+unordered student.
+
+Teacher: the training-free raw-band features of the generated sample (per season and band, spatial mean and std
+of S1 / S2 L1C / S2 L2A: 216 features; eoembed.pipeline.raw_band_features); the student's input is the same
+vector (inputs=None). Student: 128-d, prefixes 16/32/64/128 (eoembed.compress.distill); control: the same
+student with only the 128 head (distill_unordered). Scores: eoembed.compress.prefix_scores (ridge probes,
+TESSERA's chance-adjusted metric, 5 folds to stay under ~2 min) on the sample's 11 tasks. Nothing is selected
+(fixed epochs).
+Writes benchmarks/results/bench_matryoshka.json and prints the table.
+
+    .venv/bin/python benchmarks/bench_matryoshka.py [--n 300] [--size 32] [--epochs 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka.json"))
+    args = ap.parse_args()
+
+    from eoembed.compress import distill, distill_unordered, prefix_scores
+    from eoembed.data import open_cube, read_labels, sample
+    from eoembed.pipeline import raw_band_features
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = sample(Path(tmp) / "sample", n=args.n, seed=0, size=args.size, progress=False)
+        cube = open_cube(root).load()
+        labels = read_labels(Path(root) / "labels")
+        teacher = raw_band_features(cube)
+    t_data = time.perf_counter() - t0
+    kw = dict(out_dim=128, hidden=512, epochs=args.epochs, seed=args.seed, progress=False)
+    t0 = time.perf_counter()
+    res = distill(teacher, prefixes=(16, 32, 64, 128), **kw)
+    t_mat = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    uno = distill_unordered(teacher, **kw)
+    t_uno = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    df = prefix_scores(res, labels, baselines=("pca", "random", "unordered", "teacher"), unordered=uno,
+                       folds=args.folds, seed=args.seed)
+    t_eval = time.perf_counter() - t0
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    last = res.history.iloc[-1]
+    at16 = df[df.k == 16].set_index("method")
+    out = {
+        "what": __doc__.splitlines()[0],
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads (2-core shared machine)",
+        "n": args.n, "size": args.size, "teacher_dim": int(teacher.sizes["feature"]),
+        "teacher": "raw_band_features (mean+std per season and band)", "epochs": args.epochs, "seed": args.seed,
+        "eval": {"mode": "ridge", "metric": "tessera", "folds": args.folds},
+        "selection": df.attrs["selection"],
+        "distill_cosine_last_epoch": {int(k): float(last[f"cos/{k}"]) for k in res.prefixes},
+        "unordered_cosine_last_epoch": float(uno.history.iloc[-1]["cos/128"]),
+        "table": json.loads(df.to_json(orient="records")),
+        "k16": {"matryoshka_rel_score": float(at16.loc["matryoshka", "rel_score"]),
+                "matryoshka_score": float(at16.loc["matryoshka", "score"]),
+                "pca_score": float(at16.loc["pca", "score"]), "random_score": float(at16.loc["random", "score"]),
+                "unordered_score": float(at16.loc["unordered", "score"]),
+                "matryoshka_q": float(at16.loc["matryoshka", "q"]), "pca_q": float(at16.loc["pca", "q"]),
+                "random_q": float(at16.loc["random", "q"]), "unordered_q": float(at16.loc["unordered", "q"])},
+        "time_s": {"data": t_data, "distill": t_mat, "unordered": t_uno, "evaluate": t_eval},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: out[k] for k in ("k16", "distill_cosine_last_epoch", "time_s")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
