@@ -127,8 +127,7 @@ def _read_path(path: Path, model: str | None, what: str) -> xr.DataArray:
 def _pick_model(data: dict[str, xr.DataArray], model: str | None, what: str) -> xr.DataArray:
     if model is None:
         if len(data) != 1:
-            raise StoreError(f"{what} holds {len(data)} models {sorted(data)}; name one with teacher_model= "
-                             "(CLI --teacher-model).")
+            raise StoreError(f"{what} holds {len(data)} models {sorted(data)}; name one with teacher_model=.")
         model = next(iter(data))
     if model not in data:
         raise StoreError(f"model {model!r} is not in {what} (it holds {sorted(data)}); pick one of those.")
