@@ -13,6 +13,9 @@ run's selected epoch (selection on the full-size selection Q-bar, as the library
 of in-loop Q per prefix (time/q_s of the full size vs time/q_prefix_s of the smaller prefixes).
 
     .venv/bin/python benchmarks/bench_matryoshka_compressor.py [--store ...] [--labels ...] [--seeds 1337 7]
+        [--epochs 20 --eval-every 5 --lr 1e-4] [--out results/....json]
+Committed results (one seed per file, each run ~2 min): bench_matryoshka_compressor.json (seed 1337, demo
+schedule), *_seed7.json (seed 7), *_lr1e-3.json / *_lr1e-3_seed7.json (40 epochs, lr 1e-3, eval every 10).
 """
 from __future__ import annotations
 
@@ -41,12 +44,13 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--mode", default="ridge")
     ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--lr", type=float, default=None, help="AdamW lr (default: the library's 1e-4)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka_compressor.json"))
     a = ap.parse_args()
     fused = fuse(a.store)
     ks, out_dim = list(a.prefixes), max(a.prefixes)
     kw = dict(epochs=a.epochs, eval_every=a.eval_every, hidden=a.hidden, q_folds=a.folds, q_mode=a.mode,
-              progress=False, device="cpu")
+              progress=False, device="cpu", lr=a.lr)
     runs = []
     t_all = time.perf_counter()
     for seed in a.seeds:
