@@ -147,7 +147,7 @@ def test_resume_with_other_prefixes_is_refused(data, tmp_path):
     assert again.history[cols].equals(full.history[cols])
 
 
-def test_cli_train_prefix(data, tmp_path):
+def test_cli_train_prefix(tmp_path):
     from typer.testing import CliRunner
 
     from eoembed.cli import app
