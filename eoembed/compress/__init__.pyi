@@ -27,8 +27,11 @@ from .matryoshka import (
     Student as Student,
 )
 from .model import (
+    check_prefixes as check_prefixes,
     Compressor as Compressor,
     CompressorConfig as CompressorConfig,
+    matryoshka_loss as matryoshka_loss,
+    prefix_masks as prefix_masks,
     PRESETS as PRESETS,
     resolve_config as resolve_config,
     resolve_weights as resolve_weights,

@@ -107,6 +107,11 @@ def train(
     overwrite: bool = typer.Option(False, help="with --no-resume: delete OUT's checkpoints first"),
     threads: Optional[int] = typer.Option(None, help="CPU threads while training (default: 1 for small models)"),
     precision: str = typer.Option("float32", help="float32 (default, same on any machine) | bf16 (CUDA opt-in)"),
+    prefix: Optional[list[int]] = typer.Option(None, help="Matryoshka prefix size (repeat, increasing, <= "
+                                                          "--out-dim; out_dim is added): nested-prefix loss and "
+                                                          "in-loop Q-bar per prefix"),
+    select_prefix: Optional[int] = typer.Option(None, help="select the epoch on this prefix's Q-bar (one of "
+                                                           "--prefix; default: the full size)"),
     export: Optional[str] = typer.Option(None, help="also write the selected embeddings (*.csv or *.zarr)"),
     dtype: str = typer.Option("float16", help="export dtype: float16 | float32"),
     progress: bool = typer.Option(True, help="show a progress bar"),
@@ -126,6 +131,11 @@ def train(
     for name, v in (("--hidden", hidden), ("--batch-size", batch_size), ("--threads", threads)):
         check_int(name, v, 1, allow_none=True)
     w = _weights(weights)
+    if prefix or select_prefix is not None:
+        from eoembed.compress.model import PRESETS as _P, CompressorConfig
+        from eoembed.compress.train import _check_prefix_args
+        od = out_dim or (_P[preset]["out_dim"] if preset in _P else CompressorConfig.out_dim)
+        _check_prefix_args(list(prefix) if prefix else None, select_prefix, int(od))
     if export:
         if not export.endswith((".csv", ".zarr")):
             raise typer.BadParameter(f"{export!r}: name the export *.csv or *.zarr", param_hint="--export")
@@ -137,12 +147,17 @@ def train(
                            preset=preset, hidden=hidden, out_dim=out_dim, batch_size=batch_size, lr=lr,
                            weight_decay=weight_decay, weights=w, q_folds=q_folds or IN_LOOP_Q_FOLDS, q_mode=q_mode,
                            q_on=q_on, resume=resume, overwrite=overwrite, threads=threads, progress=progress,
-                           precision=precision)
+                           precision=precision, prefixes=list(prefix) if prefix else None,
+                           select_prefix=select_prefix)
     if export:
         res.export(export, dtype=dtype)
     typer.echo(f"selected epoch {res.selected_epoch} by {res.selection} (selection Q-bar {res.q_select:.3f}; "
                f"held-out report Q-bar {res.q_report:.3f}); best val MSE {res.best_mse:.4g} at epoch "
                f"{res.best_mse_epoch}; checkpoint {res.checkpoint}")
+    if res.prefixes:
+        for r in res.prefix_scores().itertuples():
+            typer.echo(f"  prefix k={r.k}: report Q-bar {r.q_report:.3f} (selection {r.q_select:.3f}), "
+                       f"val MSE {r.val_mse:.4g}")
     if export:
         typer.echo(f"wrote {export}")
 

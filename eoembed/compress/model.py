@@ -4,6 +4,10 @@ Encoder: LayerNorm(in) -> Dropout(p) -> Linear(in, hidden) -> GELU -> Dropout(p)
 Decoder (a stand-in used only for training): Linear(out_dim, in). The loss is the weighted sum over models of the
 MSE between the decoder output and the RAW fused vector restricted to that model's slice:
 ``loss = sum_m w_m * mean((x_hat[:, s_m] - x[:, s_m])**2)``.
+
+Matryoshka variant (``prefixes=(k_1 < ... < k_P)``, :func:`matryoshka_loss`): the one shared decoder reconstructs
+the input from the code with coordinates ``k:`` zeroed (:func:`prefix_masks`), for every prefix k, and the loss is
+the mean over k of the weighted loss above (uniform weighting), so every prefix ``z[:, :k]`` is a usable code.
 """
 from __future__ import annotations
 
@@ -11,13 +15,15 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from eoembed.compress.fusion import model_family
+from eoembed.errors import DataError
 
 __all__ = ["Compressor", "CompressorConfig", "PRESETS", "resolve_config", "resolve_weights", "feature_weights",
-           "weighted_mse"]
+           "weighted_mse", "check_prefixes", "prefix_masks", "matryoshka_loss"]
 
 
 @dataclasses.dataclass
@@ -120,6 +126,50 @@ def weighted_mse(recon: torch.Tensor, target: torch.Tensor, fw: torch.Tensor) ->
     return ((recon.float() - target.float()).pow(2) * fw).sum(dim=1).mean()
 
 
+def check_prefixes(prefixes: Any, out_dim: int) -> tuple[int, ...] | None:
+    """Validated Matryoshka prefixes: None stays None; otherwise a sorted tuple of unique ints in [1, out_dim]
+    with ``out_dim`` appended when missing (the full code is always one of the nested losses). Raises DataError
+    on an unsorted, repeated, non-integer, < 1 or > out_dim prefix."""
+    if prefixes is None:
+        return None
+    if isinstance(prefixes, (int, str)) or not hasattr(prefixes, "__iter__"):
+        raise DataError(f"prefixes={prefixes!r} must be a sequence of ints, e.g. (16, 32, 64)")
+    ks = list(prefixes)
+    if not ks:
+        raise DataError("prefixes is empty; pass e.g. (16, 32, 64) or None for the plain compressor")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise DataError(f"prefix {k!r} in prefixes={ks} is not an integer; use whole code sizes like 16, 32")
+    ks = [int(k) for k in ks]
+    bad = [k for k in ks if k < 1 or k > out_dim]
+    if bad:
+        raise DataError(f"prefixes {bad} are outside [1, out_dim={out_dim}]; a prefix of the code cannot be "
+                        "larger than the code: drop them or raise out_dim")
+    if len(set(ks)) != len(ks):
+        raise DataError(f"prefixes={ks} repeat a size; give each prefix once")
+    if ks != sorted(ks):
+        raise DataError(f"prefixes={ks} are not sorted; give them in increasing order, e.g. {sorted(ks)}")
+    if ks[-1] != out_dim:
+        ks.append(int(out_dim))
+    return tuple(ks)
+
+
+def prefix_masks(prefixes: tuple[int, ...], out_dim: int, device: Any = None) -> torch.Tensor:
+    """(P, out_dim) float32 0/1 masks: row i keeps coordinates ``:prefixes[i]`` and zeroes ``prefixes[i]:``."""
+    ar = torch.arange(out_dim, device=device)
+    return (ar.unsqueeze(0) < torch.as_tensor(prefixes, device=device).unsqueeze(1)).float()
+
+
+def matryoshka_loss(model: "Compressor", x: torch.Tensor, fw: torch.Tensor, masks: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean over prefixes of the weighted MSE, (P,) per-prefix weighted MSEs) of one batch: one encoder pass,
+    the shared decoder applied to the code masked by each row of ``masks`` (:func:`prefix_masks`)."""
+    z = model.encode(x)
+    rec = model.decoder(z.unsqueeze(0) * masks.to(z.dtype).unsqueeze(1))          # (P, B, in_dim)
+    per_k = ((rec.float() - x.float().unsqueeze(0)).pow(2) * fw).sum(dim=2).mean(dim=1)
+    return per_k.mean(), per_k
+
+
 class Compressor(nn.Module):
     """LayerNorm -> Dropout -> Linear -> GELU -> Dropout -> Linear encoder with a linear stand-in decoder."""
 
@@ -135,6 +185,13 @@ class Compressor(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Stand-in decoder output from the code ``z``; with ``k``, from its prefix ``z[:, :k]`` (coordinates
+        ``k:`` zeroed, as the Matryoshka loss trains it)."""
+        if k is not None:
+            z = torch.cat([z[:, :k], z.new_zeros(z.shape[0], z.shape[1] - k)], dim=1)
+        return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x)

@@ -20,6 +20,17 @@ Protocol (see :func:`train_compressor`)
   compressor): one epoch 26 s, one 40-fold evaluation of all samples 4.1 s, i.e. 3% of training time at
   eval_every=5 (the two halves of the split cost about as much as that one evaluation). Not measured on a GPU,
   where epochs are much faster: there raise ``eval_every`` or lower ``q_folds`` to stay under ~20%.
+- Matryoshka compressor (``prefixes=(16, 32, ...)``): the loss is the mean over prefixes k of the weighted loss
+  of the shared decoder fed the code with coordinates ``k:`` zeroed (:func:`eoembed.compress.model.matryoshka_loss`);
+  every evaluation row also holds ``val_mse/k<k>``, ``val_loss/k<k>`` and, on the same selection/report split,
+  ``q_select/k<k>`` and ``q_report/k<k>`` (the Q-bar of the first k coordinates), one curve per prefix. Selection
+  stays on the full-size ``q_select`` unless ``select_prefix=k``. In-loop Q costs one more evaluation per
+  smaller prefix (the full size is scored once). Measured with benchmarks/bench_matryoshka_compressor.py on the
+  2-core CPU machine (demo store: 200 samples, 1,696 features, 11 tasks; hidden 2048, out_dim 128, prefixes
+  16/32/64/128, ridge probe, 10 folds): per evaluation 2.4 s full size + 3.7 s for the 3 smaller prefixes
+  (2.5x the plain compressor's in-loop Q time); training 0.45 s/epoch vs 0.30-0.44 s for a plain one (the shared
+  decoder runs once per prefix). Budget about one extra full-size evaluation per prefix in the worst case
+  (7 prefixes: up to ~7x); keep the overhead small with a larger ``eval_every`` or fewer ``q_folds``.
 """
 from __future__ import annotations
 
@@ -42,10 +53,10 @@ import xarray as xr
 from eoembed import runtime
 from eoembed.checks import check_choice, check_finite_matrix
 from eoembed.compress.fusion import fuse, fused_slices, select_models
-from eoembed.compress.model import (PRESETS, Compressor, CompressorConfig, feature_weights, resolve_config,
-                                    resolve_weights, weighted_mse)
+from eoembed.compress.model import (PRESETS, Compressor, CompressorConfig, check_prefixes, feature_weights,
+                                    matryoshka_loss, prefix_masks, resolve_config, resolve_weights, weighted_mse)
 from eoembed.compress.selection import SelectionSplit, _read_labels, score_split, split_labels
-from eoembed.errors import DataFileNotFound, StoreError
+from eoembed.errors import DataError, DataFileNotFound, StoreError
 
 __all__ = ["IN_LOOP_Q_FOLDS", "TrainResult", "train_compressor", "select_checkpoint", "encode",
            "export_embeddings", "load_checkpoint", "as_fused"]
@@ -103,8 +114,11 @@ def _column(h: pd.DataFrame, name: str) -> pd.Series:
     return pd.to_numeric(h[name], errors="coerce") if name in h else pd.Series(np.nan, index=h.index)
 
 
-def select_checkpoint(history: pd.DataFrame | Sequence[dict]) -> dict[str, Any]:
+def select_checkpoint(history: pd.DataFrame | Sequence[dict], prefix: int | None = None) -> dict[str, Any]:
     """Choose the epoch of a history on the selection curve only.
+
+    prefix: choose on the Matryoshka prefix curve ``q_select/k<prefix>`` (its ``q_report/k<prefix>`` is returned
+    as "q_report") instead of the full-size ``q_select``.
 
     Returns {"selected_epoch", "selection" ("q_select" | "val_mse" | "last"), "q_select" (the selected epoch's
     selection Q-bar), "q_report" (its reported Q-bar, never used to choose), "best_mse_epoch", "best_mse"}. The
@@ -115,7 +129,10 @@ def select_checkpoint(history: pd.DataFrame | Sequence[dict]) -> dict[str, Any]:
     if h.empty or "epoch" not in h:
         raise ValueError("history is empty (no evaluation row); train for at least eval_every epochs")
     h = h.sort_values("epoch", kind="stable").reset_index(drop=True)
-    q, rep, mse = _column(h, "q_select"), _column(h, "q_report"), _column(h, "val_mse")
+    sfx = "" if prefix is None else f"/k{int(prefix)}"
+    if prefix is not None and f"q_select{sfx}" not in h:
+        raise ValueError(f"history has no column 'q_select{sfx}'; prefix must be one of the trained prefixes")
+    q, rep, mse = _column(h, f"q_select{sfx}"), _column(h, f"q_report{sfx}"), _column(h, "val_mse")
     res: dict[str, Any] = {"best_mse_epoch": None, "best_mse": float("nan")}
     if np.isfinite(mse).any():
         i = mse.where(np.isfinite(mse)).idxmin()
@@ -138,6 +155,9 @@ class TrainResult:
     q_report: its Q-bar on the report part (never used to choose): the number to report, beside
     :meth:`null_control`. split: the :class:`~eoembed.compress.SelectionSplit` (None without labels);
     q_kwargs: the :func:`eoembed.bench.evaluate` arguments of both curves.
+    prefixes: the Matryoshka prefixes (None: plain compressor); :meth:`prefix_embeddings` gives the first k
+    coordinates (= ``embeddings.isel(feature=slice(0, k))``), :meth:`prefix_scores` one row per prefix.
+    select_prefix: the prefix whose ``q_select/k<k>`` chose the epoch (None: the full-size ``q_select``).
     """
 
     history: pd.DataFrame
@@ -159,11 +179,31 @@ class TrainResult:
     out: Path | None = None
     checkpoint: Path | None = None
     mse_checkpoint: Path | None = None
+    prefixes: tuple[int, ...] | None = None
+    select_prefix: int | None = None
     _mse_state: dict[str, Any] | None = dataclasses.field(default=None, repr=False)
 
     @property
     def models(self) -> list[str]:
         return list(self.slices)
+
+    def prefix_embeddings(self, k: int) -> xr.DataArray:
+        """The k-prefix embeddings ``embeddings.isel(feature=slice(0, k))`` (a usable code when k is one of the
+        trained ``prefixes``; any 1 <= k <= out_dim is allowed, e.g. for a plain compressor's truncation)."""
+        d = int(self.embeddings.sizes["feature"])
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= d:
+            raise ValueError(f"k={k!r} must be an integer in [1, {d}] (the embedding size)")
+        out = self.embeddings.isel(feature=slice(0, int(k)))
+        out.attrs = {**self.embeddings.attrs, "prefix": int(k)}
+        return out
+
+    def prefix_scores(self) -> pd.DataFrame:
+        """One row per prefix k at the selected epoch: k, val_mse, q_select, q_report (from the history)."""
+        if not self.prefixes:
+            raise ValueError("this compressor was trained without prefixes; pass prefixes=(...) to train_compressor")
+        row = self.history.loc[self.history["epoch"] == self.selected_epoch].iloc[-1]
+        return pd.DataFrame([{"k": k, **{c: float(row.get(f"{c}/k{k}", np.nan))
+                                         for c in ("val_mse", "q_select", "q_report")}} for k in self.prefixes])
 
     def load(self, which: str = "q") -> Compressor:
         """The compressor of the selected (``"q"``) or best-MSE (``"mse"``) checkpoint."""
@@ -283,6 +323,8 @@ class _Opts:
     keep_checkpoints: str
     progress: bool
     precision: str = "float32"
+    prefixes: Sequence[int] | None = None
+    select_prefix: int | None = None
 
 
 def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | None = None,
@@ -295,7 +337,8 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
                      q_folds: int = IN_LOOP_Q_FOLDS, q_mode: str = "compat", q_epochs: int | None = None,
                      q_on: str = "all", q_tasks: Sequence[str] | None = None, resume: bool = True,
                      overwrite: bool = False, keep_checkpoints: str = "best", threads: int | None = None,
-                     progress: bool = True, precision: str = "float32") -> TrainResult:
+                     progress: bool = True, precision: str = "float32", prefixes: Sequence[int] | None = None,
+                     select_prefix: int | None = None) -> TrainResult:
     """Train the fused-embedding compressor; evaluate, checkpoint, select on one part of the labels, report on
     the other (see the module doc for the protocol).
 
@@ -317,9 +360,18 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
     torch's current setting otherwise.
     precision: "float32" (default: full IEEE fp32 on any machine) or "bf16" (CUDA autocast opt-in); part of the
     resume fingerprint and recorded in the config, the embeddings' attrs and ``TrainResult.precision``.
+    prefixes: None (default: the plain compressor, unchanged) or sorted unique code sizes <= out_dim, e.g.
+    (16, 32, 64, 128, 256, 512, 1024): the Matryoshka compressor (module doc); out_dim is appended when missing.
+    History rows gain ``val_mse/k<k>``, ``val_loss/k<k>``, ``q_select/k<k>``, ``q_report/k<k>``. Part of the resume
+    fingerprint (resuming with other prefixes is refused). Each prefix adds one in-loop evaluation: raise
+    ``eval_every`` (or lower ``q_folds``) to keep evaluation cheap.
+    select_prefix: choose the epoch on ``q_select/k<select_prefix>`` (one of the prefixes) instead of the
+    full-size ``q_select``.
     """
     dev = _device(device)
     runtime.check_precision(precision, dev)
+    od = out_dim or (PRESETS[preset]["out_dim"] if preset in PRESETS else CompressorConfig.out_dim)
+    _check_prefix_args(prefixes, select_prefix, int(od))
     if threads is None and dev.type == "cpu":
         fused = as_fused(store, models)
         store, models = fused, None
@@ -332,7 +384,8 @@ def train_compressor(store: Any, labels: Any = None, *, models: Sequence[str] | 
                  select_seed=select_seed, seed=seed, device=device, preset=preset, hidden=hidden, out_dim=out_dim,
                  dropout=dropout, lr=lr, weight_decay=weight_decay, batch_size=batch_size, weights=weights,
                  q_folds=q_folds, q_mode=q_mode, q_epochs=q_epochs, q_on=q_on, q_tasks=q_tasks, resume=resume,
-                 overwrite=overwrite, keep_checkpoints=keep_checkpoints, progress=progress, precision=precision)
+                 overwrite=overwrite, keep_checkpoints=keep_checkpoints, progress=progress, precision=precision,
+                 prefixes=prefixes, select_prefix=select_prefix)
     with runtime.compute(precision, dev, threads=threads):
         return _train(store, labels, opts)
 
@@ -363,10 +416,21 @@ class _Run:
     out_p: Path | None
     ck_dir: Path | None
     mem_states: dict[int, dict] = dataclasses.field(default_factory=dict)
+    prefixes: tuple[int, ...] | None = None
+    masks: torch.Tensor | None = None
 
     @property
     def val_ids(self) -> list[str]:
         return [str(self.fused["sample"].values[i]) for i in self.val_idx]
+
+
+def _check_prefix_args(prefixes: Any, select_prefix: Any, out_dim: int) -> tuple[int, ...] | None:
+    """Validated prefixes (:func:`check_prefixes`); select_prefix must be one of them."""
+    ks = check_prefixes(prefixes, out_dim)
+    if select_prefix is not None and (ks is None or select_prefix not in ks):
+        raise DataError(f"select_prefix={select_prefix!r} is not one of the trained prefixes {ks}; "
+                        "pick one of them or leave it None (select on the full-size Q-bar)")
+    return ks
 
 
 def _check_options(o: _Opts) -> None:
@@ -424,6 +488,7 @@ def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
     cfg = resolve_config(o.preset, hidden=o.hidden, out_dim=o.out_dim, dropout=o.dropout, lr=o.lr,
                          weight_decay=o.weight_decay, batch_size=o.batch_size, epochs=o.epochs, seed=o.seed,
                          weights=o.weights)
+    prefixes = _check_prefix_args(o.prefixes, o.select_prefix, cfg.out_dim)
     fused = as_fused(store, o.models)
     check_finite_matrix(np.asarray(fused.values), fused["sample"].values, "train_compressor: fused embeddings")
     slices = fused_slices(fused)
@@ -444,6 +509,8 @@ def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
                    "q_mode": o.q_mode, "q_epochs": o.q_epochs, "q_on": o.q_on,
                    "q_tasks": list(o.q_tasks) if o.q_tasks else None,
                    "selection": split.to_dict() if split is not None else None, "precision": o.precision}
+    if prefixes is not None:  # absent for the plain compressor, so its older checkpoints still resume
+        fingerprint.update(prefixes=list(prefixes), select_prefix=o.select_prefix)
     dev = _device(o.device)
     model, opt, sched, spe = _build(cfg, fused.shape[1], len(train_idx), dev)
     x_cpu = torch.from_numpy(np.ascontiguousarray(fused.values, dtype=np.float32))
@@ -453,7 +520,8 @@ def _setup(store: Any, labels: Any, o: _Opts) -> _Run:
                 sched=sched, spe=spe, x_cpu=x_cpu,
                 x_dev=x_cpu.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else x_cpu,
                 fw=feature_weights(slices, wts, fused.shape[1]).to(dev), out_p=out_p,
-                ck_dir=out_p / "checkpoints" if out_p is not None else None)
+                ck_dir=out_p / "checkpoints" if out_p is not None else None, prefixes=prefixes,
+                masks=prefix_masks(prefixes, cfg.out_dim, dev) if prefixes is not None else None)
 
 
 def _restore(run: _Run) -> tuple[list[dict], int]:
@@ -499,8 +567,11 @@ def _fit_epoch(run: _Run, epoch: int) -> tuple[float, int]:
         torch.manual_seed(cfg.seed + 7919 * epoch)
         for b in range(run.spe):
             xb = run.x_dev[order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-            _, rec = run.model(xb)   # at run.o.precision: train_compressor runs inside runtime.compute
-            loss = weighted_mse(rec, xb, run.fw)
+            if run.masks is None:
+                _, rec = run.model(xb)   # at run.o.precision: train_compressor runs inside runtime.compute
+                loss = weighted_mse(rec, xb, run.fw)
+            else:  # Matryoshka: mean over prefixes of the weighted loss from the masked code
+                loss, _ = matryoshka_loss(run.model, xb, run.fw, run.masks)
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
             run.opt.step()
@@ -525,6 +596,15 @@ def _val_mse(run: _Run) -> dict[str, float]:
     row = {"val_mse": float(sq.sum() / (n_val * in_dim)), "val_loss": float(wl / n_val)}
     for m, (s, e) in run.slices.items():
         row[f"mse/{m}"] = float(sq[s:e].sum() / (n_val * (e - s)))
+    if run.prefixes is not None:
+        sq_k = torch.zeros(len(run.prefixes), in_dim, device=run.dev)   # per prefix, summed squared errors
+        for s in range(0, xv.shape[0], 1024):
+            xb = xv[s:s + 1024]
+            rec = run.model.decoder(run.model.encode(xb).unsqueeze(0) * run.masks.unsqueeze(1))
+            sq_k += (rec.float() - xb.unsqueeze(0)).pow(2).sum(1)
+        for i, k in enumerate(run.prefixes):
+            row[f"val_mse/k{k}"] = float(sq_k[i].sum() / (n_val * in_dim))
+            row[f"val_loss/k{k}"] = float((sq_k[i] * run.fw).sum() / n_val)
     return row
 
 
@@ -537,10 +617,21 @@ def _evaluate_row(run: _Run, epoch: int, train_loss: float, t_train: float) -> d
     t1 = time.perf_counter()
     if run.split is not None:
         z = encode(run.model, run.x_cpu, run.dev, precision=run.o.precision)
-        row.update(score_split(_embedding_array(z, run.fused, {}), run.split, **run.q_kwargs))
+        emb = _embedding_array(z, run.fused, {})
+        row.update(score_split(emb, run.split, **run.q_kwargs))
+        t2 = time.perf_counter()
+        for k in run.prefixes or ():
+            q = row if k == z.shape[1] else score_split(emb.isel(feature=slice(0, k)), run.split, **run.q_kwargs)
+            row.update({f"q_select/k{k}": q["q_select"], f"q_report/k{k}": q["q_report"]})
     else:
         row.update(q_select=float("nan"), q_report=float("nan"))
-    row.update({"time/train_s": t_train, "time/val_mse_s": t1 - t0, "time/q_s": time.perf_counter() - t1})
+        t2 = time.perf_counter()
+        for k in run.prefixes or ():
+            row.update({f"q_select/k{k}": float("nan"), f"q_report/k{k}": float("nan")})
+    t3 = time.perf_counter()
+    row.update({"time/train_s": t_train, "time/val_mse_s": t1 - t0, "time/q_s": t2 - t1})
+    if run.prefixes is not None:
+        row["time/q_prefix_s"] = t3 - t2
     run.model.train()
     return row
 
@@ -548,7 +639,7 @@ def _evaluate_row(run: _Run, epoch: int, train_loss: float, t_train: float) -> d
 def _keep(run: _Run, rows: list[dict], epoch: int) -> None:
     """Checkpoint ``epoch`` (with ``out``: to disk, pruning to latest/selected/best-MSE unless keep "all"; without:
     in-memory copies of the selected and best-MSE states)."""
-    sel = select_checkpoint(rows)
+    sel = select_checkpoint(rows, run.o.select_prefix)
     best = {sel["selected_epoch"], sel["best_mse_epoch"]}
     if run.ck_dir is None:
         if epoch in best:
@@ -566,7 +657,8 @@ def _keep(run: _Run, rows: list[dict], epoch: int) -> None:
                         "select_tasks": run.split.select_tasks, "report_tasks": run.split.report_tasks}
           if run.split is not None else None,
           "arch": {"in_dim": int(run.fused.shape[1]), "hidden": cfg.hidden, "out_dim": cfg.out_dim,
-                   "dropout": cfg.dropout}}
+                   "dropout": cfg.dropout},
+          "prefixes": list(run.prefixes) if run.prefixes is not None else None}
     path = run.ck_dir / f"epoch_{epoch:04d}.pt"
     torch.save(ck, str(path) + ".tmp")
     os.replace(str(path) + ".tmp", path)
@@ -621,7 +713,7 @@ def _result(run: _Run, rows: list[dict]) -> TrainResult:
     """The TrainResult of the selected epoch: its model, its embeddings of every sample, both Q-bars."""
     if not rows:
         raise ValueError("no evaluation row was made (epochs < 1)")
-    sel = select_checkpoint(rows)
+    sel = select_checkpoint(rows, run.o.select_prefix)
     best_state, best_path = _state_of(run, sel["selected_epoch"])
     mse_state, mse_path = _state_of(run, sel["best_mse_epoch"])
     cfg = run.cfg
@@ -632,14 +724,16 @@ def _result(run: _Run, rows: list[dict]) -> TrainResult:
     final.cpu()
     emb = _embedding_array(z, run.fused, {"method": "autoencoder", "models": list(run.slices),
                                           "epoch": sel["selected_epoch"], "selection": sel["selection"],
-                                          "precision": run.o.precision})
+                                          "precision": run.o.precision,
+                                          **({"prefixes": list(run.prefixes)} if run.prefixes else {})})
     return TrainResult(history=pd.DataFrame(rows), selected_epoch=sel["selected_epoch"],
                        selection=sel["selection"], q_select=sel["q_select"], q_report=sel["q_report"],
                        best_mse_epoch=sel["best_mse_epoch"], best_mse=sel["best_mse"], model=final, embeddings=emb,
                        config=run.cfg_d, weights=run.wts, slices=run.slices, val_ids=run.val_ids, split=run.split,
                        q_kwargs=dict(run.q_kwargs), precision=run.o.precision, out=run.out_p,
                        checkpoint=best_path, mse_checkpoint=mse_path,
-                       _mse_state=copy.deepcopy(mse_state) if run.ck_dir is None else None)
+                       _mse_state=copy.deepcopy(mse_state) if run.ck_dir is None else None,
+                       prefixes=run.prefixes, select_prefix=run.o.select_prefix)
 
 
 def _train(store: Any, labels: Any, o: _Opts) -> TrainResult:
