@@ -3,7 +3,7 @@ from .geotiff import (
     export_geotiff as export_geotiff,
     scales_path as scales_path,
 )
-from .quantize import (
+from .int8 import (
     dequantize_int8 as dequantize_int8,
     quantize_int8 as quantize_int8,
 )

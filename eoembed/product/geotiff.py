@@ -2,7 +2,7 @@
 
 Two files, both COGs with the same grid, CRS and transform (when the product has a CRS):
 
-- ``path``: int8, one band per embedding dimension (band i = feature i-1, described "emb_000", ...), the codes;
+- ``out``: int8, one band per embedding dimension (band i = feature i-1, described "emb_000", ...), the codes;
 - ``<stem>.scales.tif`` beside it (:func:`scales_path`): float32, one band, the per-pixel scale (NaN = no data).
 
 The float embedding of a pixel is ``codes * scale`` - in QGIS: raster calculator ``"x@5" * "x.scales@1"``. The
@@ -36,10 +36,10 @@ def _check_regular(coord: np.ndarray, name: str) -> None:
                             "(resample the product first).")
 
 
-def export_geotiff(product: Any, path: Any, bbox: Any = None, prefix: int | None = None,
+def export_geotiff(product: Any, out: Any, bbox: Any = None, prefix: int | None = None,
                    coords: str | None = None, overwrite: bool = False) -> Path:
-    """Write a region of a gridded ``product`` (a :class:`Product` or its path) to a COG at ``path`` plus the
-    float32 scales sidecar (:func:`scales_path`); return ``path``.
+    """Write a region of a gridded ``product`` (a :class:`Product` or its path) to a COG at ``out`` plus the
+    float32 scales sidecar (:func:`scales_path`); return ``out``.
 
     bbox: (minx, miny, maxx, maxy) as in :meth:`Product.read_region` (``coords``), None = the whole grid.
     prefix: only the first k dimensions (bands). Only the region is read. Refuses to overwrite either file
@@ -48,8 +48,10 @@ def export_geotiff(product: Any, path: Any, bbox: Any = None, prefix: int | None
     from eoembed.checks import check_int, check_out_path
     from eoembed.product.store import Product, open_product
 
-    out = check_out_path(path, option="path", kind="file", exist_ok=overwrite)
-    check_out_path(scales_path(out), option="path (scales sidecar)", kind="file", exist_ok=overwrite)
+    out = check_out_path(out, option="out", kind="file", exist_ok=overwrite)
+    check_out_path(scales_path(out), option="out (its scales sidecar)", kind="file", exist_ok=overwrite)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise DataError(f"out={str(out)!r} should end in .tif (a GeoTIFF); its scales go to <name>.scales.tif.")
     check_int("prefix", prefix, 1, allow_none=True)
     try:
         import rioxarray  # noqa: F401 - registers the .rio accessor

@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from eoembed.errors import DataError, DataFileNotFound, OutputError, StoreError
-from eoembed.product.quantize import QMAX, _quantize, bad_vectors
+from eoembed.product.int8 import QMAX, _quantize, bad_vectors
 
 __all__ = ["Product", "write_product", "open_product", "FORMAT_VERSION", "QUANTISATION"]
 
@@ -434,7 +434,8 @@ def write_product(embeddings: Any, path: Any, *, ids: Sequence[Any] | None = Non
     ds = xr.Dataset({"codes": (da.dims, codes), "scales": (spatial, scales)},
                     coords={**{k: v for k, v in da.coords.items()},
                             "feature": np.arange(da.sizes["feature"], dtype=np.int32)})
-    ds.attrs = {"eoembed_product": FORMAT_VERSION, "kind": "samples" if spatial == ("sample",) else "grid",
+    ds.attrs = {k: v for k, v in da.attrs.items() if isinstance(v, (str, int, float)) and k != "crs"}
+    ds.attrs |= {"eoembed_product": FORMAT_VERSION, "kind": "samples" if spatial == ("sample",) else "grid",
                 "model": "" if model is None else str(model), "source": "" if source is None else str(source),
                 "precision": "int8", "quantisation": QUANTISATION, "dim": int(da.sizes["feature"]),
                 "nodata": nodata, "feature_chunk": int(feature_chunk)}
