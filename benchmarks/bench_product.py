@@ -8,10 +8,12 @@
    int8 embeddings of the demo-like generated sample (n=--n, --size px): a tiny random-weight CROMA (as the
    demo), the raw-band baseline, and every model of an optional --store (embedding store of that same
    sample, e.g. Presto with real weights: eoembed extract SAMPLE --model presto). Reports Q-bar and the
-   relative change.
+   relative change. --analysis adds, per method, the Q-bar with Gaussian noise of the int8 error's per-feature
+   size (is the change int8-specific?) and with int8 of feature-centred vectors (not the product format).
 Writes benchmarks/results/bench_product.json and prints a summary.
 
     .venv/bin/python benchmarks/bench_product.py [--n 200] [--size 32] [--store emb.zarr --sample-root SAMPLE]
+        [--analysis]
 """
 from __future__ import annotations
 
@@ -78,7 +80,8 @@ def disk(tmp: Path, n: int, dim: int, grid: int) -> dict:
     return out
 
 
-def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds: int, tmp: Path) -> dict:
+def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds: int, tmp: Path,
+          analysis: bool = False) -> dict:
     from eoembed.bench import evaluate
     from eoembed.compress.fusion import load_store
     from eoembed.data import open_cube, read_labels, sample
@@ -106,13 +109,27 @@ def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds
         r32 = evaluate(da, labels, folds=folds, mode="ridge", progress=False)
         r8 = evaluate(deq, labels, folds=folds, mode="ridge", progress=False)
         dq = (r8.per_task["q_stat"] - r32.per_task["q_stat"]).abs()
-        rows[name] = {"dim": int(e.shape[1]), "cosine": cosine_stats(e, deq.values),
+        rows[name] = {"dim": int(e.shape[1]), "weights": str(da.attrs.get("weights", "none (training-free)")),
+                      "random_weights": str(da.attrs.get("random_weights", "n/a")),
+                      "cosine": cosine_stats(e, deq.values),
                       "q_bar_float32": float(r32.overall_q), "q_bar_int8": float(r8.overall_q),
                       "q_bar_change": float(r8.overall_q - r32.overall_q),
                       "q_bar_change_relative": float((r8.overall_q - r32.overall_q) / abs(r32.overall_q))
                       if r32.overall_q else None,
                       "max_abs_task_q_change": float(dq.max()), "task_q_worst": str(dq.idxmax()),
                       "eval_s": time.perf_counter() - t}
+        if analysis:  # is the change int8-specific? the same per-feature error size as Gaussian noise; centring
+            err = (e - deq.values).std(0)
+            noisy = e + (np.random.default_rng(0).normal(size=e.shape) * err).astype(np.float32)
+            mu = e.mean(0)
+            c_codes, c_scales = quantize_int8(e - mu)
+            centred = dequantize_int8(c_codes, c_scales) + mu
+            rows[name]["analysis"] = {
+                "q_bar_gaussian_noise_same_per_feature_std": float(
+                    evaluate(da.copy(data=noisy), labels, folds=folds, mode="ridge", progress=False).overall_q),
+                "q_bar_int8_of_feature_centred_vectors": float(
+                    evaluate(da.copy(data=centred), labels, folds=folds, mode="ridge", progress=False).overall_q),
+                "cosine_int8_of_feature_centred_vectors": cosine_stats(e, centred)}
     return {"n": n, "size": size, "folds": folds, "mode": "ridge", "sample_root": str(root),
             "store": None if store is None else str(store), "timings": timings, "methods": rows}
 
@@ -122,9 +139,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--n-disk", type=int, default=50_000)
+    ap.add_argument("--analysis", action="store_true", help="also score Gaussian noise of the int8 error's size "
+                    "and int8 of feature-centred vectors (2 more evaluations per method)")
+    ap.add_argument("--n-disk", type=int, default=20_000)
     ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--grid", type=int, default=256)
+    ap.add_argument("--grid", type=int, default=192)
     ap.add_argument("--sample-root", default=None, help="reuse a generated sample (must match --store)")
     ap.add_argument("--store", default=None, help="embedding store of the same sample (its models are added)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_product.json"))
@@ -136,7 +155,7 @@ def main() -> None:
         tmp = Path(d)
         res_disk = disk(tmp, a.n_disk, a.dim, a.grid)
         res_probe = probe(Path(a.sample_root) if a.sample_root else None, Path(a.store) if a.store else None,
-                          a.n, a.size, a.folds, tmp)
+                          a.n, a.size, a.folds, tmp, a.analysis)
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version(), "load_avg_at_end": os.getloadavg()},
               "disk": res_disk, "probe": res_probe, "total_s": time.perf_counter() - t0,
@@ -152,6 +171,11 @@ def main() -> None:
         print(f"{name:24s} d={r['dim']:4d} cosine mean {r['cosine']['mean']:.6f} min {r['cosine']['min']:.6f}; "
               f"Q-bar ridge float32 {r['q_bar_float32']:.3f} int8 {r['q_bar_int8']:.3f} "
               f"(change {r['q_bar_change']:+.4f})")
+        if "analysis" in r:
+            x = r["analysis"]
+            print(f"{'':24s} Q-bar with Gaussian noise of the same per-feature size "
+                  f"{x['q_bar_gaussian_noise_same_per_feature_std']:.3f}; int8 of feature-centred vectors "
+                  f"{x['q_bar_int8_of_feature_centred_vectors']:.3f}")
     print(f"wrote {out} ({result['total_s']:.0f} s)")
 
 

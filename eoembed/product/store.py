@@ -228,10 +228,10 @@ class Product:
             d = _haversine_m(a, b, lat, lon)
             j = int(np.nanargmin(d))
             y, x = divmod(j, w)
-            # outside the grid when farther than the distance to the next pixel centre (one pixel's diagonal)
-            ny, nx = min(y + 1, h - 1) if h > 1 else y, min(x + 1, w - 1) if w > 1 else x
-            ny, nx = (y - 1 if ny == y and h > 1 else ny), (x - 1 if nx == x and w > 1 else nx)
-            step = float(_haversine_m(lat[y, x], lon[y, x], lat[ny, nx], lon[ny, nx]))
+            # outside the grid when farther than the largest distance to a neighbouring pixel centre
+            nbrs = [(y + dy, x + dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                    if 0 <= y + dy < h and 0 <= x + dx < w]
+            step = max((float(_haversine_m(lat[y, x], lon[y, x], lat[v], lon[v])) for v in nbrs), default=0.0)
             if d[y, x] > max(step, 1e-6):
                 raise DataError(f"point (lat={a}, lon={b}) is outside the grid (the nearest pixel centre is "
                                 f"{d[y, x]:.0f} m away, more than one pixel); the grid spans lat "
