@@ -396,3 +396,8 @@ def test_quantize_store_groups(tmp_path):
     assert prod.nearest(lat[4], lon[4]).ds["sample"].values[0] == "a4"
     fused = quantize(store, tmp_path / "f.zarr", model="fused")
     assert fused.dim == 17
+
+
+def test_cli_lists_the_product_commands():
+    r = run_cli("--help")
+    assert r.exit_code == 0 and "quantize" in r.output and "export-geotiff" in r.output, r.output
