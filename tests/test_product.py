@@ -334,6 +334,18 @@ def test_export_geotiff_reads_back_with_rasterio(grid, tmp_path):
         assert np.array_equal(f.read(1), reg.scales.values)
     with pytest.raises(OutputError, match="already exists"):
         export_geotiff(prod, out)
+    # no CRS (pixel-index grid): the GeoTIFF has the grid's transform and no CRS; NaN no-data scales survive
+    e = realistic(12 * 10, 6, seed=8).reshape(12, 10, 6)
+    e[2, 3] = np.nan
+    plain = write_product(e, tmp_path / "plain.zarr", nodata="mask")
+    out2 = export_geotiff(plain, tmp_path / "plain.tif")
+    with rasterio.open(out2) as f:
+        assert f.crs is None and (f.count, f.height, f.width) == (6, 12, 10)
+        assert f.transform == rasterio.Affine(1.0, 0.0, -0.5, 0.0, 1.0, -0.5)
+        assert (f.read()[:, 2, 3] == 0).all()
+    with rasterio.open(scales_path(out2)) as f:
+        sc = f.read(1)
+        assert np.isnan(sc[2, 3]) and np.isfinite(sc).sum() == 119
     with pytest.raises(DataError, match="grid product"):
         export_geotiff(write_product(np.ones((3, 4), np.float32), tmp_path / "s.zarr", ids=["a", "b", "c"]),
                        tmp_path / "s.tif")
