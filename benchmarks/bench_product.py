@@ -109,8 +109,10 @@ def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds
         r32 = evaluate(da, labels, folds=folds, mode="ridge", progress=False)
         r8 = evaluate(deq, labels, folds=folds, mode="ridge", progress=False)
         dq = (r8.per_task["q_stat"] - r32.per_task["q_stat"]).abs()
-        rows[name] = {"dim": int(e.shape[1]), "weights": str(da.attrs.get("weights", "none (training-free)")),
-                      "random_weights": str(da.attrs.get("random_weights", "n/a")),
+        at = da.attrs
+        weights = (at.get("weights") or ("random init" if str(at.get("random_weights")) == "True" else None)
+                   or ("none (training-free features)" if "method" in at else "random init (tiny, as the demo)"))
+        rows[name] = {"dim": int(e.shape[1]), "weights": str(weights),
                       "cosine": cosine_stats(e, deq.values),
                       "q_bar_float32": float(r32.overall_q), "q_bar_int8": float(r8.overall_q),
                       "q_bar_change": float(r8.overall_q - r32.overall_q),
