@@ -128,6 +128,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.compress.cli",
     "eoembed.bench.cli",
     "eoembed.pipeline_cli",
+    "eoembed.product.cli",
 )
 
 for _name in COMMAND_MODULES:
