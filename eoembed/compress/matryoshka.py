@@ -406,6 +406,33 @@ def distill_unordered(teacher: Any, inputs: Any = None, out_dim: int = 128, **kw
     return distill(teacher, inputs, prefixes=(out_dim,), out_dim=out_dim, **kwargs)
 
 
+def _fit_epoch(model: Any, opt: Any, xt: torch.Tensor, tt: torch.Tensor, ks: tuple[int, ...], cfg: dict,
+               epoch: int, dev: torch.device) -> dict[str, Any]:
+    """One seeded epoch over all samples; the history row (loss per prefix, cosine per prefix on all samples)."""
+    t0 = time.perf_counter()
+    n = xt.shape[0]
+    g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=g).to(dev)
+    loss_sum, per_k = 0.0, np.zeros(len(ks))
+    for b in range(0, n, cfg["batch_size"]):
+        idx = order[b:b + cfg["batch_size"]]
+        loss, cos = model(xt[idx], tt[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        per_k += (1.0 - cos.detach().cpu().numpy()) * len(idx)
+    row: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / n}
+    row.update({f"loss/{k}": float(v / n) for k, v in zip(ks, per_k)})
+    with torch.no_grad():
+        model.eval()
+        _, cos = model(xt, tt)
+        model.train()
+    row.update({f"cos/{k}": float(c) for k, c in zip(ks, cos.cpu().numpy())})
+    row["time_s"] = time.perf_counter() - t0
+    return row
+
+
 def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict, out_p: Path | None, resume: bool,
          overwrite: bool, dev: torch.device, progress: bool, source: str | None) -> DistillResult:
     x = np.asarray(x_da.values, dtype=np.float32)
@@ -451,26 +478,7 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
         bar = tqdm(total=cfg["epochs"], initial=start - 1, desc="distill", unit="epoch")
     model.train()
     for epoch in range(start, cfg["epochs"] + 1):
-        t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=g).to(dev)
-        loss_sum, per_k = 0.0, np.zeros(len(ks))
-        for b in range(0, n, cfg["batch_size"]):
-            idx = order[b:b + cfg["batch_size"]]
-            loss, cos = model(xt[idx], tt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            per_k += (1.0 - cos.detach().cpu().numpy()) * len(idx)
-        row: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / n}
-        row.update({f"loss/{k}": float(v / n) for k, v in zip(ks, per_k)})
-        with torch.no_grad():
-            model.eval()
-            _, cos = model(xt, tt)
-            model.train()
-        row.update({f"cos/{k}": float(c) for k, c in zip(ks, cos.cpu().numpy())})
-        row["time_s"] = time.perf_counter() - t0
+        row = _fit_epoch(model, opt, xt, tt, ks, cfg, epoch, dev)
         rows.append(row)
         if ck_dir is not None:
             _save(ck_dir, model, opt, rows, epoch, fingerprint)
