@@ -15,3 +15,10 @@ from .store import (
 from .convert import (
     quantize as quantize,
 )
+from .worldcereal import (
+    pixel_product as pixel_product,
+    pixel_series as pixel_series,
+    train_pixel_classifier as train_pixel_classifier,
+    worldcereal_product as worldcereal_product,
+    worldcereal_series as worldcereal_series,
+)
