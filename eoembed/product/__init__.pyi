@@ -19,6 +19,7 @@ from .worldcereal import (
     pixel_product as pixel_product,
     pixel_series as pixel_series,
     train_pixel_classifier as train_pixel_classifier,
+    worldcereal_embeddings as worldcereal_embeddings,
     worldcereal_product as worldcereal_product,
     worldcereal_series as worldcereal_series,
 )

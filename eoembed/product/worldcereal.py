@@ -26,7 +26,7 @@ import pandas as pd
 
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
-__all__ = ["worldcereal_series", "worldcereal_product", "pixel_series", "pixel_product",
+__all__ = ["worldcereal_series", "worldcereal_embeddings", "worldcereal_product", "pixel_series", "pixel_product",
            "train_pixel_classifier"]
 
 NODATA = 65535
@@ -149,6 +149,27 @@ def _attrs(model_name: str, weights: Any, n_nodata: int, seconds: float) -> dict
             "n_nodata": int(n_nodata), "embed_seconds": round(float(seconds), 3)}
 
 
+def worldcereal_embeddings(nc_path: str | Path, weights: Any = "auto", batch_size: int = 4096,
+                           progress: bool = True, *, window: Sequence[int] | None = None, device: Any = "cpu"):
+    """Float32 Presto per-pixel embeddings of a WorldCereal cube: DataArray (y, x, feature) with y/x and 2-D
+    lat/lon coordinates, attrs crs, model, weights, compute_precision, n_nodata, embed_seconds (NaN vectors for
+    pixels without any valid S1/S2 value). What :func:`worldcereal_product` writes."""
+    import xarray as xr
+    from eoembed.checks import check_int
+    check_int("batch_size", batch_size, 1)
+    s = worldcereal_series(nc_path, window)
+    model = _model(weights, device)
+    t0 = time.perf_counter()
+    emb = _embed(s["values"], s["bands"], s["start_month"], s["latlon"], s["has_obs"], model, batch_size, progress)
+    secs = time.perf_counter() - t0
+    h, w = s["lat"].shape
+    return xr.DataArray(emb.reshape(h, w, -1), dims=("y", "x", "feature"),
+                        coords={"y": s["y"], "x": s["x"], "lat": (("y", "x"), s["lat"]),
+                                "lon": (("y", "x"), s["lon"])},
+                        attrs={**_attrs("presto", weights, int((~s["has_obs"]).sum()), secs), "crs": s["crs"],
+                               "window": ",".join(str(v) for v in s["window"]), "bands": ",".join(s["bands"])})
+
+
 def worldcereal_product(nc_path: str | Path, out: str | Path, weights: Any = "auto", batch_size: int = 4096,
                         progress: bool = True, *, window: Sequence[int] | None = None, device: Any = "cpu",
                         overwrite: bool = False):
@@ -159,7 +180,6 @@ def worldcereal_product(nc_path: str | Path, out: str | Path, weights: Any = "au
     compute_precision (float32), precision (int8 storage), crs, n_nodata (pixels without any valid S1/S2 value,
     stored as NaN vectors), embed_seconds.
     """
-    import xarray as xr
     from eoembed.checks import check_int, check_out_path
     from eoembed.product.store import _is_product_dir, write_product
     check_int("batch_size", batch_size, 1)
@@ -167,17 +187,8 @@ def worldcereal_product(nc_path: str | Path, out: str | Path, weights: Any = "au
     if p.exists() and not _is_product_dir(p):
         from eoembed.errors import OutputError
         raise OutputError(f"out {str(p)!r} exists and is not an eoembed product; choose a new path.")
-    s = worldcereal_series(nc_path, window)
-    model = _model(weights, device)
-    t0 = time.perf_counter()
-    emb = _embed(s["values"], s["bands"], s["start_month"], s["latlon"], s["has_obs"], model, batch_size, progress)
-    secs = time.perf_counter() - t0
-    h, w = s["lat"].shape
-    da = xr.DataArray(emb.reshape(h, w, -1), dims=("y", "x", "feature"), coords={"y": s["y"], "x": s["x"]},
-                      attrs={**_attrs("presto", weights, int((~s["has_obs"]).sum()), secs),
-                             "window": ",".join(str(v) for v in s["window"]), "bands": ",".join(s["bands"])})
-    return write_product(da, p, lat=s["lat"], lon=s["lon"], crs=s["crs"], model="presto", source=str(nc_path),
-                         nodata="mask", overwrite=overwrite)
+    da = worldcereal_embeddings(nc_path, weights, batch_size, progress, window=window, device=device)
+    return write_product(da, p, model="presto", source=str(nc_path), nodata="mask", overwrite=overwrite)
 
 
 def pixel_series(parquet_path: str | Path) -> dict[str, Any]:
