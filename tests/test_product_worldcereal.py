@@ -171,3 +171,21 @@ def test_whole_cube_product(shared_dir, tmp_path):
     p = worldcereal_product(shared_dir / NC, tmp_path / "full.zarr", weights=shared_dir / WEIGHTS, progress=False)
     assert dict(p.codes.sizes) == {"y": 100, "x": 100, "feature": 128}
     assert p.ds.attrs["n_nodata"] == 0 and np.isfinite(p.embeddings.values).all()
+
+
+def test_cli_worldcereal_product(shared_dir, tmp_path):
+    from typer.testing import CliRunner
+    from eoembed.cli import app
+    from eoembed.product import open_product
+    out = tmp_path / "cli.zarr"
+    r = CliRunner().invoke(app, ["worldcereal-product", str(shared_dir / NC), "--out", str(out), "--weights",
+                                 str(shared_dir / WEIGHTS), "--window", "0,3,0,4", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    p = open_product(out)
+    assert dict(p.codes.sizes) == {"y": 3, "x": 4, "feature": 128} and p.crs == "EPSG:32631"
+    bad = CliRunner().invoke(app, ["worldcereal-product", str(shared_dir / NC), "--out", str(tmp_path / "b.zarr"),
+                                   "--window", "1,2"])
+    assert bad.exit_code == 2 and "--window" in bad.output
+    missing = CliRunner().invoke(app, ["worldcereal-product", str(tmp_path / "nope.nc"), "--out",
+                                       str(tmp_path / "c.zarr")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

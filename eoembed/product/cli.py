@@ -1,4 +1,5 @@
-"""``eoembed quantize | export-geotiff`` (mirror eoembed.product.quantize and export_geotiff)."""
+"""``eoembed quantize | export-geotiff | worldcereal-product`` (mirror eoembed.product.quantize, export_geotiff and
+worldcereal_product)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -65,7 +66,39 @@ def export_geotiff(
     typer.echo(f"wrote {path} (int8 codes) and {scales_path(path)} (float32 scales)")
 
 
+def worldcereal_product(
+    nc_path: str = typer.Argument(..., help="WorldCereal monthly cube (.nc, dims t/y/x)"),
+    out: str = typer.Option(..., help="product folder to write (e.g. worldcereal.zarr)"),
+    weights: str = typer.Option("auto", help="Presto weights: path of default_model.pt | auto (registry)"),
+    batch_size: int = typer.Option(4096, help="pixels per Presto batch"),
+    progress: bool = typer.Option(True, help="show a progress bar"),
+    window: Optional[str] = typer.Option(None, help="row0,row1,col0,col1: embed only this pixel window"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    overwrite: bool = typer.Option(False, help="replace OUT if it is an existing product"),
+) -> None:
+    """Presto per-pixel embeddings of a WorldCereal cube as a gridded int8 product (y, x, feature; lat/lon, CRS)."""
+    from eoembed.errors import DataError
+    from eoembed.product.worldcereal import worldcereal_product as run
+    check_in_path(nc_path, option="NC_PATH", kind="file")
+    check_out_path(out, option="--out", exist_ok=overwrite)
+    check_int("--batch-size", batch_size, 1)
+    win = None
+    if window is not None:
+        try:
+            win = tuple(int(v) for v in window.split(","))
+        except ValueError:
+            win = ()
+        if len(win) != 4:
+            raise DataError(f"--window {window!r} is not four integers; give row0,row1,col0,col1 (e.g. 0,20,0,20).")
+    prod = run(nc_path, out, weights=weights, batch_size=batch_size, progress=progress, window=win, device=device,
+               overwrite=overwrite)
+    sizes = ", ".join(f"{k} {v}" for k, v in prod.codes.sizes.items())
+    typer.echo(f"wrote {out}: int8 grid product ({sizes}), crs {prod.crs}, {prod.ds.attrs['n_nodata']} no-data "
+               "pixel(s) stored as NaN")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``quantize`` and ``export-geotiff`` to the eoembed CLI."""
+    """Add ``quantize``, ``export-geotiff`` and ``worldcereal-product`` to the eoembed CLI."""
     app.command("quantize")(quantize)
     app.command("export-geotiff")(export_geotiff)
+    app.command("worldcereal-product")(worldcereal_product)
