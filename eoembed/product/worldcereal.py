@@ -4,7 +4,8 @@
   (one 12-step series per pixel) and written as a GRIDDED int8 product (y, x, feature) with the file's y/x
   coordinates, its CRS and 2-D lat/lon (pyproj).
 - :func:`pixel_product`: the labelled WorldCereal pixel extractions (.parquet) embedded with Presto into a SAMPLE
-  product (sample, feature) with lat/lon and the label columns as sample coordinates (``label_<column>``).
+  product (sample, feature) with lat/lon; the label columns are (sample,) string variables ``label_<column>``
+  of the same Zarr group.
 - :func:`train_pixel_classifier`: logistic regression on features read from such a product (dequantised int8),
   scored on a fixed seeded stratified hold-out, next to the same on float32 embeddings.
 
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from eoembed.errors import DataError, DataFileNotFound, LabelError
+from eoembed.errors import DataError, LabelError
 
 __all__ = ["worldcereal_series", "worldcereal_embeddings", "worldcereal_product", "pixel_series", "pixel_product",
            "train_pixel_classifier"]
@@ -229,7 +230,8 @@ def pixel_product(parquet_path: str | Path, out: str | Path, weights: Any = "aut
                                                                              "finetune_class"),
                   device: Any = "cpu", overwrite: bool = False):
     """Presto embeddings of the labelled WorldCereal pixels as a SAMPLE int8 product (sample, feature) with lat/lon
-    and coordinates ``label_<column>`` for each of ``label_columns``; returns it opened."""
+    and a (sample,) string variable ``label_<column>`` for each of ``label_columns`` (written into the product's
+    Zarr group after it); returns it opened."""
     import xarray as xr
     from eoembed.checks import check_int, check_out_path
     from eoembed.product.store import write_product
@@ -274,7 +276,7 @@ def train_pixel_classifier(product: Any, label: str = "sampling_label", *, float
                            test_fraction: float = 0.3, min_class_size: int = 10, seed: int = 0,
                            Cs: Sequence[float] = (0.01, 0.1, 1.0, 10.0), cv: int = 3) -> dict[str, Any]:
     """Logistic regression on features read from a samples product (int8 dequantised), with the label from the
-    product's coordinate ``label_<label>`` (or a DataFrame / Series ``label`` indexed by sample id).
+    product's variable ``label_<label>`` (or a DataFrame / Series ``label`` indexed by sample id).
 
     Classes with fewer than ``min_class_size`` samples and no-data (NaN) vectors are excluded and REPORTED
     (``excluded``). Split: fixed stratified hold-out (``test_fraction``, ``seed``). C is chosen from ``Cs`` by
@@ -299,7 +301,7 @@ def train_pixel_classifier(product: Any, label: str = "sampling_label", *, float
         coord = f"label_{label}"
         if coord not in prod.ds.variables:
             have = [str(c)[6:] for c in prod.ds.variables if str(c).startswith("label_")]
-            raise LabelError(f"the product has no label {label!r} (coordinate {coord!r}); it has {have}. Write it "
+            raise LabelError(f"the product has no label {label!r} (variable {coord!r}); it has {have}. Write it "
                              "with pixel_product(label_columns=...) or pass a labels Series indexed by sample id.")
         y = np.asarray([str(v) for v in prod.ds[coord].values], dtype=object)
         name = label
