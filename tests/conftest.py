@@ -33,6 +33,21 @@ def torch_global_state_unchanged():
         pytest.fail(f"torch global numeric state changed during the test (before, after): {diff}")
 
 
+@pytest.fixture()
+def isolated(tmp_path, monkeypatch):
+    """Empty EOEMBED_WEIGHTS and TORCH_HOME so no real checkpoint is found; returns (env_dir, hub_checkpoints_dir)."""
+    import torch
+
+    env = tmp_path / "weights"
+    env.mkdir()
+    monkeypatch.setenv("EOEMBED_WEIGHTS", str(env))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    return env, hub
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """Path to ../shared (real data and weights beside the checkout); skips the test when it is absent."""

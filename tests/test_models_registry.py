@@ -20,19 +20,6 @@ KEYS = ["s1/VV", "s1/VH"] + [f"s2l2a/{b}" for b in
                             ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")]
 
 
-@pytest.fixture()
-def isolated(tmp_path, monkeypatch):
-    """Empty EOEMBED_WEIGHTS and TORCH_HOME so nothing real is found; returns (env_dir, hub_checkpoints_dir)."""
-    env = tmp_path / "weights"
-    env.mkdir()
-    monkeypatch.setenv("EOEMBED_WEIGHTS", str(env))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    hub = tmp_path / "torch" / "hub" / "checkpoints"
-    hub.mkdir(parents=True)
-    return env, hub
-
-
 def cube(b=2, size=32, keys=KEYS, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 4000, size=(b, 4, len(keys), size, size)).astype(np.float32)

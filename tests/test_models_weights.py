@@ -70,17 +70,6 @@ def server(tmp_path, monkeypatch):
         thread.join(5)
 
 
-@pytest.fixture()
-def isolated(tmp_path, monkeypatch):
-    """Empty EOEMBED_WEIGHTS and TORCH_HOME; returns (env_dir, hub_checkpoints_dir)."""
-    env = tmp_path / "weights"
-    env.mkdir()
-    monkeypatch.setenv("EOEMBED_WEIGHTS", str(env))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    return env, tmp_path / "torch" / "hub" / "checkpoints"
-
-
 def source(base: str, name: str, data: bytes | None, *, prefix_only: bool = False, url_name: str | None = None
            ) -> WeightSource:
     digest = sha(data) if data is not None else None
@@ -222,7 +211,6 @@ def test_unknown_hash_refuses_download_and_warns_for_local_copy(isolated, server
 def test_local_partial_or_wrong_file_is_rejected(isolated, server, tiny_registered):
     env, hub = isolated
     emb, spec, data = tiny_registered
-    hub.mkdir(parents=True)
     (hub / "tiny_dofa.pt").write_bytes(data[: len(data) // 2])  # e.g. copied while still downloading
     (hub / ".tiny_dofa.pt.abc.part").write_bytes(data)  # a part file is never used
     with pytest.raises(WeightsMismatchError) as err:
