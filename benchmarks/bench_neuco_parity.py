@@ -26,25 +26,20 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from bench_eval import synthetic  # noqa: E402
+from neuco_reference import NEUCO_PRELUDE  # noqa: E402
 
 from eoembed.bench import evaluate  # noqa: E402
 from eoembed.bench.core import _splits  # noqa: E402
 from eoembed.bench.io import prepare  # noqa: E402
 
-RUNNER = textwrap.dedent("""
+RUNNER = NEUCO_PRELUDE + textwrap.dedent("""
     import json, sys, time, types
     from pathlib import Path
     src, emb, labels, cfg_path, out, seed, splits_out = sys.argv[1:8]
     sys.path.insert(0, str(Path(src) / "benchmark"))
-    try:
-        import skopt  # noqa: F401
-    except ImportError:  # only the SVM probe uses scikit-optimize
-        sk, sp = types.ModuleType("skopt"), types.ModuleType("skopt.space")
-        sk.BayesSearchCV = sp.Real = sp.Categorical = None
-        sk.space = sp
-        sys.modules.update({"skopt": sk, "skopt.space": sp})
     import yaml
     from sklearn.model_selection import ShuffleSplit
     import evaluation.evaluation as ev

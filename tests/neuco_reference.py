@@ -2,12 +2,28 @@
 fold), used to check the batched engine statistically and as the baseline of benchmarks/bench_eval.py."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
 from torchmetrics.classification import BinaryF1Score
 from torchmetrics.regression import R2Score
+
+
+#: First lines of a script that runs NeuCo-Bench's own code in a subprocess (tests and
+#: benchmarks/bench_neuco_parity.py): scikit-optimize, used only by its SVM probe, is stubbed when absent.
+NEUCO_PRELUDE = textwrap.dedent("""
+    import sys, types
+    try:
+        import skopt  # noqa: F401
+    except ImportError:  # only NeuCo-Bench's SVM probe uses scikit-optimize; the linear probe never calls it
+        sk, sp = types.ModuleType("skopt"), types.ModuleType("skopt.space")
+        sk.BayesSearchCV = sp.Real = sp.Categorical = None
+        sk.space = sp
+        sys.modules.update({"skopt": sk, "skopt.space": sp})
+""")
 
 
 class _Rows(Dataset):

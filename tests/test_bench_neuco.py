@@ -21,6 +21,9 @@ from eoembed.bench.config import read_config
 from eoembed.data import read_labels
 from eoembed.errors import DataError, DataFileNotFound, OutputError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from neuco_reference import NEUCO_PRELUDE  # noqa: E402
+
 # What NeuCo-Bench writes, read from its source at commit a89ba06 (github.com/embed2scale/NeuCo-Bench):
 # benchmark/evaluation/results.py, save_results(): results_summary.json (``config`` is written when given, and
 # main.py always gives the YAML config).
@@ -322,18 +325,11 @@ def test_neuco_summary_code_reads_eoembed_runs(tmp_path, neuco_data, capsys):
     assert set(pd.read_csv(csv)["experiment"]) == {"raw", "noise"}
 
 
-_RUN_NEUCO = textwrap.dedent("""
+_RUN_NEUCO = NEUCO_PRELUDE + textwrap.dedent("""
     import sys, types
     from pathlib import Path
     src, emb, labels, cfg_path, out, phase, method, exclude = sys.argv[1:9]
     sys.path.insert(0, str(Path(src) / "benchmark"))
-    try:
-        import skopt  # noqa: F401
-    except ImportError:  # only NeuCo-Bench's SVM probe uses scikit-optimize; the linear probe never calls it
-        sk, sp = types.ModuleType("skopt"), types.ModuleType("skopt.space")
-        sk.BayesSearchCV = sp.Real = sp.Categorical = None
-        sk.space = sp
-        sys.modules.update({"skopt": sk, "skopt.space": sp})
     import yaml
     from evaluation.config import check_config
     from evaluation.evaluation import evaluate
