@@ -65,7 +65,7 @@ def test_fits_recover_planted_exponents(planted_table, y, key):
 def test_vertices_match_the_analytic_optimum_without_noise(tmp_path):
     configs = sc.isoflop_configs(BUDGETS[:3], N_GRID, noise=0.0)
     table = sc.sweep(configs, tmp_path, run_fn=sc.synthetic_run, progress=False)
-    curves = sc.fit_isoflop(table, budget="cfg_flops")
+    curves = sc.fit_isoflop(tmp_path, budget="cfg_flops")  # the sweep folder works as the table
     n_true, _ = sc.planted_optimum(curves["flops"])
     assert np.abs(np.log10(curves["n_opt"] / n_true)).max() < 0.05  # within 12% of the exact optimum
     by_d = sc.fit_isoflop(table, x="n_pixels", budget="cfg_flops")  # the same optimum seen along the data axis
@@ -279,7 +279,11 @@ def test_cli_sweep_and_scaling_laws(tmp_path):
     assert "27 finished runs" in r.output
     r = CliRunner().invoke(app, ["scaling-laws", str(tmp_path / "s"), "--budget", "cfg_flops", "--n-boot", "20"])
     assert r.exit_code == 0, r.output
-    assert "n_opt" in r.output and "d_opt" in r.output and "Pearson" not in r.output.split("loss vs")[0][-1:]
+    assert "n_opt" in r.output and "d_opt" in r.output and "Pretraining loss vs downstream score" in r.output
+    r = CliRunner().invoke(app, ["sweep", '{"n_pixels": [1e4, 1e5]}', "--out", str(tmp_path / "f"),
+                                 "--run-fn", "eoembed.scaling:synthetic_run", "--no-progress"])
+    assert r.exit_code == 1 and "DataError: synthetic_run config" in r.output, r.output
+    assert "has no 'n_enc'" in r.output and "--on-error record" in r.output
     r = CliRunner().invoke(app, ["sweep", "n_enc=3", "--out", str(tmp_path / "t"),
                                  "--run-fn", "eoembed.scaling:synthetic_run"])
     assert r.exit_code == 2 and "neither a file nor JSON" in r.output

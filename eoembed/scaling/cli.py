@@ -35,11 +35,15 @@ def sweep(
     on_error: str = typer.Option("raise", help="raise | record (go on after a failed run)"),
 ) -> None:
     """Run one pretraining run per config of GRID; rows are appended to OUT/sweep.parquet (resumable)."""
-    from eoembed.scaling.sweep import ON_ERROR, sweep as run
+    from eoembed.scaling.sweep import ON_ERROR, SweepError, sweep as run
     check_choice("--on-error", on_error, ON_ERROR)
     check_out_path(out, option="--out")
-    table = run(_grid(grid), out, run_fn=run_fn, scheduler=scheduler, resume=resume, progress=progress,
-                on_error=on_error)
+    try:
+        table = run(_grid(grid), out, run_fn=run_fn, scheduler=scheduler, resume=resume, progress=progress,
+                    on_error=on_error)
+    except SweepError as err:  # a run failed: its own error, not eoembed's; exit 1
+        typer.echo(f"eoembed sweep: {err}".replace("on_error='record'", "--on-error record"), err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"{len(table)} finished runs in {Path(out) / 'sweep.parquet'}")
 
 

@@ -9,10 +9,13 @@
    refitted) and leave-one-bucket-out ranges for the exponents;
 5. :func:`loss_score_correlation`: does pretraining loss predict the downstream score?
 
-Inputs are the sweep table (:func:`eoembed.scaling.read_sweep`) or any DataFrame with the same columns.
+Inputs are the sweep table (a DataFrame from :func:`eoembed.scaling.read_sweep`, or the sweep folder) or any
+DataFrame with the same columns. A Barlow Twins loss grows with the projector width (it sums over its dimensions):
+compare losses at one projector size (filter the table), or fit the downstream score.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 import warnings
@@ -46,8 +49,17 @@ def _ids(df: pd.DataFrame, mask: Any) -> str:
     return ", ".join(items) + (f" ... ({int(np.sum(mask))} in all)" if int(np.sum(mask)) > 5 else "")
 
 
+def _as_table(table: Any) -> Any:
+    """A sweep folder or table file read with :func:`eoembed.scaling.read_sweep`; anything else as it is."""
+    if isinstance(table, (str, os.PathLike)):
+        from eoembed.scaling.sweep import read_sweep
+        return read_sweep(table)
+    return table
+
+
 def _checked(table: pd.DataFrame, cols: Sequence[str], nan_policy: str) -> pd.DataFrame:
     """Copy of the table's usable rows; DataError for missing columns, NaN (unless omitted), sizes <= 0."""
+    table = _as_table(table)
     if not isinstance(table, pd.DataFrame):
         raise DataError(f"table must be a DataFrame (eoembed.scaling.read_sweep(out)), got {type(table).__name__}")
     if nan_policy not in NAN_POLICIES:
@@ -184,6 +196,7 @@ def fit_isoflop(table: pd.DataFrame, y: str = "final_loss", x: str = "n_params_e
     sizes), x_opt, x_min, x_max, n_opt, d_opt.
     """
     goal = _goal(y, goal)
+    table = _as_table(table)
     if x not in ("n_params_enc", "n_pixels") and x not in table:
         raise DataError(f"x={x!r} is not a column of the table")
     if window is not None and not (np.isfinite(window) and window > 0):
@@ -250,6 +263,7 @@ def scaling_laws(table: pd.DataFrame, y: str = "final_loss", x: str = "n_params_
         raise DataError(f"ci must be in (0, 1), got {ci!r}")
     if int(n_boot) < 0:
         raise DataError(f"n_boot must be >= 0, got {n_boot!r}")
+    table = _as_table(table)
     runs = isoflop_buckets(_checked(table, list(SIZE_COLUMNS) + [y] + ([x] if x in table else []), nan_policy),
                            width, budget)
     if runs["bucket"].nunique() < 2:
