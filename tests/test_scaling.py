@@ -24,10 +24,11 @@ N_GRID = np.logspace(4.5, 7.5, 13)
 
 
 @pytest.fixture(scope="module")
-def planted_table(tmp_path_factory) -> pd.DataFrame:
-    """A synthetic iso-FLOP sweep (5 budgets x 13 encoder sizes, 1% loss noise) run through sweep()."""
-    out = tmp_path_factory.mktemp("planted")
-    return sc.sweep(sc.isoflop_configs(BUDGETS, N_GRID), out, run_fn=sc.synthetic_run, progress=False)
+def planted_table() -> pd.DataFrame:
+    """A synthetic iso-FLOP sweep (5 budgets x 13 encoder sizes, 1% loss noise) in the sweep table's columns
+    (the runner itself is tested below; here its per-run parquet rewrite would only cost time)."""
+    return pd.DataFrame([{"run_id": sc.run_id(c), "status": "ok", "cfg_flops": c["flops"], **sc.synthetic_run(c)}
+                         for c in sc.isoflop_configs(BUDGETS, N_GRID)])
 
 
 # ------------------------------------------------------------------------------------------------ compute
@@ -70,6 +71,8 @@ def test_vertices_match_the_analytic_optimum_without_noise(tmp_path):
     assert np.abs(np.log10(curves["n_opt"] / n_true)).max() < 0.05  # within 12% of the exact optimum
     by_d = sc.fit_isoflop(table, x="n_pixels", budget="cfg_flops")  # the same optimum seen along the data axis
     assert np.abs(np.log10(by_d["n_opt"] / n_true)).max() < 0.1
+    d_law = sc.scaling_laws(table, x="n_pixels", budget="cfg_flops", targets=("x_opt",), n_boot=0).exponents
+    assert list(d_law.index) == ["x_opt"] and d_law.loc["x_opt", "exponent"] == pytest.approx(0.64, abs=0.05)
 
 
 def test_unwindowed_fit_is_biased_windowed_is_not(planted_table):
@@ -152,6 +155,13 @@ def test_expand_grid_is_a_cartesian_product_and_ids_are_stable():
                               "seed": 0})
     assert len(configs) == 12 and all(c["seed"] == 0 for c in configs)
     assert sc.run_id({"a": 1, "b": 2}) == sc.run_id({"b": 2, "a": 1}) != sc.run_id({"a": 1, "b": 3})
+
+
+def test_config_axes_of_mixed_types_are_kept(tmp_path):
+    t = sc.sweep({"n_enc": 1e4, "n_pixels": 1e4, "size": [1, "tiny", None]}, tmp_path, run_fn=sc.synthetic_run,
+                 progress=False)
+    assert sorted(t["cfg_size"].dropna()) == ["1", "tiny"] and t["cfg_size"].isna().sum() == 1
+    assert sorted(t["config"].str.contains('"size": 1')) == [False, False, True]  # the JSON keeps the value
 
 
 def test_default_run_fn_absent_is_a_clear_error(tmp_path, monkeypatch):

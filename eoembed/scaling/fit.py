@@ -151,11 +151,12 @@ def _vertex(u: np.ndarray, v: np.ndarray, goal: str, min_points: int, window: fl
 
 
 def _opt(x: str, x_opt: float, c: float, lref: float, nproj: float) -> dict[str, float]:
+    """The vertex as ``x_opt`` and, for the encoder or data axis, the compute-optimal ``n_opt`` and ``d_opt``."""
     if x == "n_params_enc":
-        return {"n_opt": x_opt, "d_opt": c / (12.0 * (x_opt * lref + nproj))}
+        return {"x_opt": x_opt, "n_opt": x_opt, "d_opt": c / (12.0 * (x_opt * lref + nproj))}
     if x == "n_pixels":
-        return {"d_opt": x_opt, "n_opt": (c / (12.0 * x_opt) - nproj) / lref}
-    return {}
+        return {"x_opt": x_opt, "d_opt": x_opt, "n_opt": (c / (12.0 * x_opt) - nproj) / lref}
+    return {"x_opt": x_opt}
 
 
 def _buckets(df: pd.DataFrame, x: str, y: str) -> list[dict[str, Any]]:
@@ -175,9 +176,8 @@ def _curve_rows(groups: list[dict[str, Any]], x: str, goal: str, min_points: int
         u, v = (g["u"], g["v"]) if idx is None else (g["u"][idx[k]], g["v"][idx[k]])
         r = _vertex(u, v, goal, min_points, window)
         x_opt = 10.0 ** r.pop("u_opt")
-        rows.append({"bucket": g["bucket"], "flops": g["flops"], **r, "x_opt": x_opt,
-                     "x_min": 10.0 ** r.pop("u_min"), "x_max": 10.0 ** r.pop("u_max"),
-                     **_opt(x, x_opt, g["flops"], g["lref"], g["nproj"])})
+        rows.append({"bucket": g["bucket"], "flops": g["flops"], **r, "x_min": 10.0 ** r.pop("u_min"),
+                     "x_max": 10.0 ** r.pop("u_max"), **_opt(x, x_opt, g["flops"], g["lref"], g["nproj"])})
     return rows
 
 
@@ -255,6 +255,9 @@ def scaling_laws(table: pd.DataFrame, y: str = "final_loss", x: str = "n_params_
                  targets: Sequence[str] = ("n_opt", "d_opt")) -> ScalingFit:
     """Iso-FLOP fits and power laws ``N_opt ~ C^a``, ``D_opt ~ C^b`` with intervals (module doc).
 
+    targets: vertex columns to fit against C ("n_opt", "d_opt", "x_opt"); with an x other than n_params_enc /
+    n_pixels (e.g. ``x="n_params_proj"`` for the projector) the power law is fitted to its vertex ``x_opt``.
+
     Bootstrap: ``n_boot`` draws resample the runs within each bucket (with replacement), refit every quadratic and
     the power law; the interval is the central ``ci`` percentile range of the draws that gave >= 2 vertices.
     Leave-one-bucket-out: the range of the exponent over fits without each bucket in turn (needs >= 3 buckets).
@@ -276,7 +279,7 @@ def scaling_laws(table: pd.DataFrame, y: str = "final_loss", x: str = "n_params_
     if len(skipped):
         warnings.warn("iso-FLOP buckets without a usable vertex (not in the power law): " + "; ".join(
             f"C={b:.3g}: {r}" for b, r in zip(skipped["bucket"], skipped["reason"])), stacklevel=2)
-    targets = [t for t in targets if t in curves]
+    targets = [t for t in targets if t in curves] or ["x_opt"]  # another x (e.g. n_params_proj): its vertex
     point = {t: fit_power_law(curves, t) for t in targets}
     rng = np.random.default_rng(seed)
     groups = _buckets(runs, x, y)

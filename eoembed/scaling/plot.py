@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eoembed.scaling.compute import L_REF, flops
 from eoembed.scaling.fit import ScalingFit, loss_score_correlation
 
 
@@ -84,14 +85,14 @@ def plot_frontier(fit: ScalingFit, planted: dict[str, float] | None = None, ax: 
 def plot_loss_vs_score(table: pd.DataFrame, loss: str = "final_loss", score: str = "score", ax: Any = None,
                        width: float = 0.25) -> Any:
     """Downstream score against pretraining loss, coloured by compute, with Pearson r over all runs and the
-    median r within iso-FLOP buckets in the title. Returns the Figure."""
+    median r within iso-FLOP buckets in the title (the table needs the size columns). Returns the Figure."""
     fig, ax = _axes(ax)
     corr = loss_score_correlation(table, loss, score, by_bucket=True, width=width)
     t = table[table["status"] == "ok"] if "status" in table else table
-    c = np.log10(t["flops"]) if "flops" in t else None
+    c = np.log10(t["flops"] if "flops" in t else flops(t["n_params_enc"], t["n_params_proj"], t["n_pixels"],
+                                                        t["L_ref"] if "L_ref" in t else L_REF))
     sc = ax.scatter(t[loss], t[score], c=c, cmap="viridis", s=14)
-    if c is not None:
-        fig.colorbar(sc, ax=ax, label="log10 C [FLOPs]")
+    fig.colorbar(sc, ax=ax, label="log10 C [FLOPs]")
     within = corr.drop(index="all")["pearson_r"].median()
     ax.set_xlabel(loss)
     ax.set_ylabel(score)

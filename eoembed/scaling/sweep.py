@@ -188,10 +188,27 @@ def read_sweep(out: str | os.PathLike, status: str | None = "ok") -> pd.DataFram
     return df[df["status"] == status].reset_index(drop=True) if status is not None else df
 
 
-def _write(path: Path, df: pd.DataFrame) -> None:
+def _mixed(col: pd.Series) -> bool:
+    return col.dtype == object and len({type(v) for v in col if v is not None and not (
+        isinstance(v, float) and np.isnan(v))}) > 1
+
+
+def _write(path: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Write the table atomically; config columns mixing types (an axis [1, "tiny"]) are stored as text (the
+    ``config`` JSON keeps the values). Returns the table as written."""
+    mixed = [c for c in df.columns if _mixed(df[c])]
+    bad = [c for c in mixed if not c.startswith("cfg_")]
+    if bad:
+        raise OutputError(f"sweep results column(s) {bad} mix value types across runs (e.g. "
+                          f"{df[bad[0]].dropna().unique()[:3].tolist()}); the run function must return one type per key")
+    if mixed:
+        df = df.copy()
+        for c in mixed:
+            df[c] = [v if v is None or isinstance(v, str) else str(v) for v in df[c]]
     tmp = path.with_name(path.name + ".tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)  # atomic: a kill leaves the old or the new table, never half of one
+    return df
 
 
 class _Table:
@@ -216,8 +233,7 @@ class _Table:
     def append(self, row: dict[str, Any]) -> None:
         keep = self.df[self.df["run_id"] != row["run_id"]] if len(self.df) else self.df  # a retried failed run
         new = pd.DataFrame([row])
-        self.df = new if keep.empty else pd.concat([keep, new], ignore_index=True)
-        _write(self.path, self.df)
+        self.df = _write(self.path, new if keep.empty else pd.concat([keep, new], ignore_index=True))
 
 
 def _client(scheduler: Any) -> tuple[Any, Any, bool]:
