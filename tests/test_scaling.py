@@ -262,6 +262,12 @@ def test_sweep_on_a_dask_cluster_gives_the_local_table(tmp_path):
     b = remote.set_index("run_id").sort_index()
     assert list(a.index) == list(b.index)
     assert np.array_equal(a["final_loss"], b["final_loss"]) and np.array_equal(a["flops"], b["flops"])
+    own = sc.sweep({"n_enc": [1e4, 1e5], "n_pixels": 1e4}, tmp_path / "own", run_fn=sc.synthetic_run,
+                   scheduler="local", progress=False)  # eoembed starts (and closes) a 2-worker LocalCluster
+    assert len(own) == 2 and "local" not in set(own["worker"])
+    with pytest.raises(DataError, match="scheduler must be None"):
+        sc.sweep(GRID, tmp_path / "bad", run_fn=sc.synthetic_run, scheduler=3, progress=False)
+    assert not (tmp_path / "bad").exists()  # checked before anything is written
 
 
 # ------------------------------------------------------------------------------------------- plots + CLI

@@ -265,6 +265,8 @@ def sweep(grid: Any, out: str | os.PathLike, run_fn: Any = None, scheduler: Any 
     """
     if on_error not in ON_ERROR:
         raise DataError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if scheduler is not None and not isinstance(scheduler, str) and not hasattr(scheduler, "submit"):
+        _client(scheduler)  # raises the DataError that says what a scheduler can be
     configs = expand_grid(grid)
     if isinstance(run_fn, str) or run_fn is None:
         resolve_run_fn(run_fn)  # fail here, not in every task, when the module is absent
