@@ -247,6 +247,9 @@ def test_one_table_one_run_function(tmp_path):
     bad = lambda config: {"final_loss": 1.0}  # noqa: E731
     with pytest.raises(sc.SweepError, match="lacks \\['n_params_enc'"):
         sc.sweep(GRID, tmp_path / "other", run_fn=bad, progress=False)
+    zero = lambda config: {**sc.synthetic_run(config), "n_pixels": 0}  # noqa: E731
+    with pytest.raises(sc.SweepError, match="bad sizes: d must be finite and > 0"):
+        sc.sweep(GRID, tmp_path / "zero", run_fn=zero, progress=False)
 
 
 def test_sweep_on_a_dask_cluster_gives_the_local_table(tmp_path):

@@ -21,7 +21,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -200,7 +200,8 @@ def _write(path: Path, df: pd.DataFrame) -> pd.DataFrame:
     bad = [c for c in mixed if not c.startswith("cfg_")]
     if bad:
         raise OutputError(f"sweep results column(s) {bad} mix value types across runs (e.g. "
-                          f"{df[bad[0]].dropna().unique()[:3].tolist()}); the run function must return one type per key")
+                          f"{df[bad[0]].dropna().unique()[:3].tolist()}); the run function must return one type "
+                          "per key")
     if mixed:
         df = df.copy()
         for c in mixed:

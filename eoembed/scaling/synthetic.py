@@ -66,8 +66,8 @@ def synthetic_run(config: Mapping[str, Any]) -> dict[str, Any]:
 
     config: ``n_enc`` (encoder parameters), ``n_pixels`` (d-pixels seen) or ``flops`` (a budget; then n_pixels
     follows from :func:`data_for_flops`), optional ``n_proj`` (0), ``l_ref`` (240), ``batch_size`` (256),
-    ``noise`` (relative sd of the loss, 0.01), ``score_noise`` (absolute sd of the score, 0.002), ``seed`` and law parameters (``PLANTED``
-    keys). The noise is a deterministic function of the config, so a re-run gives the same row.
+    ``noise`` (relative sd of the loss, 0.01), ``score_noise`` (absolute sd of the score, 0.002), ``seed`` and
+    law parameters (``PLANTED`` keys). The noise is a deterministic function of the config, so a re-run gives the same row.
     Returns the keys of ``eoembed.pixel.pretrain_and_score``: n_params_enc, n_params_proj, n_pixels, steps, L_ref,
     final_loss, score, seconds.
     """
