@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 import eoembed.scaling as sc
+from eoembed.errors import DataError
 
 t_scaling = time.perf_counter()
 scaling_dir = Path(tempfile.mkdtemp(prefix="eoembed-scaling-"))
@@ -131,15 +132,14 @@ if real is not None:
         for y in ("final_loss", "score"):
             try:
                 real_fits[y] = sc.scaling_laws(real, y=y, n_boot=200)
-            except Exception as err:  # too few usable vertices in so small a sweep: said, not hidden
+            except DataError as err:  # too few usable vertices in so small a sweep: said, not hidden
                 print(f"{y}: no power law ({err})")
     for w in caught:
         print("note:", w.message)
     for y, f in real_fits.items():
         print(f"\n{y}:\n{f.exponents.round(3).to_string()}")
     print("\nloss vs score:\n", sc.loss_score_correlation(real, by_bucket=False).round(3).to_string())
-    if "score" in real_fits:
-        sc.plot_isoflop(real_fits["score"])
+sc.plot_isoflop(real_fits["score"]) if real is not None and "score" in real_fits else None  # the cell's figure
 
 # %%
 print(f"scaling section: {time.perf_counter() - t_scaling:.0f} s")
