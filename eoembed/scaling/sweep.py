@@ -260,7 +260,8 @@ def sweep(grid: Any, out: str | os.PathLike, run_fn: Any = None, scheduler: Any 
     run_fn: callable config -> dict, ``"module:function"``, or None for ``eoembed.pixel.pretrain_and_score``.
     scheduler: None runs in this process; ``"local"`` starts a dask LocalCluster (2 workers); an address or a
     ``distributed.Client`` uses that cluster; one run per dask task, the rows are written by this process.
-    resume: skip runs already finished in ``out`` (False: an existing table is an error, never overwritten).
+    resume: skip runs already finished in ``out`` (False: an existing table is an error, never overwritten); a
+    grid with more configs adds their rows to the same table.
     on_error: "raise" (stop at the first failed run, after recording it) or "record" (record it, go on; a
     warning counts the failures). Failed runs are retried by the next call.
     """
