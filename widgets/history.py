@@ -224,7 +224,7 @@ class LiveHistory:
         # legend
         lx = W - R + 6
         for j, (name, x, colour) in enumerate(marks):
-            yy = y_off + T + 12 * (len(vals) + j) + 8
+            yy = y_off + T + 12 + 12 * (len(vals) + j) + 4
             out.append(f'<text x="{lx}" y="{yy}" font-size="10" fill="{colour}">{name}: {x:g}</text>')
         for j, c in enumerate(vals):
             m = _PREFIX.match(c)

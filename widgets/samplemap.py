@@ -147,6 +147,7 @@ class SampleMap(traitlets.HasTraits):
         self.unplaced: list[str] = [str(i) for i in locs.index[~ok]]
         center, zoom = _view(placed["lat"].to_numpy(), placed["lon"].to_numpy())
         self.map = ipyleaflet.Map(**{"center": center, "zoom": zoom, "scroll_wheel_zoom": True, "layers": (),
+                                     "max_zoom": 18, "min_zoom": 1,
                                      "layout": ipywidgets.Layout(height="420px", min_width="300px"), **map_kwargs})
         self.tiles = self._add_basemap(tiles, outlines)
         self.markers: dict[str, Any] = {}
