@@ -193,3 +193,68 @@ def test_lab_map_click_and_live_monitor(lab):
             browser.close()
     assert not outside, f"requests left localhost: {outside[:10]}"
     assert not errors, f"browser console errors: {errors[:10]}"
+
+
+PANEL_APP = '''
+import threading, time
+import panel as pn
+from widgets import LiveHistory
+live = LiveHistory()
+def train():  # a training thread feeding the monitor, rows out of order within each pair
+    time.sleep(1.5)
+    for e in [2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]:
+        time.sleep(0.3)
+        live({"epoch": e, "val_mse": 1.0 / e, "q_select": 0.1 * e, "q_report": 0.09 * e, "q_select/a": 0.5})
+threading.Thread(target=train, daemon=True).start()
+live.__panel__().servable()
+'''
+
+
+def test_panel_serve_monitor_fed_from_a_thread(tmp_path):
+    """`panel serve`: the monitor follows a training thread live and ends with all 16 epochs in order."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (never `playwright install`)")
+    from playwright.sync_api import sync_playwright
+    panel_bin = Path(sys.executable).with_name("panel")
+    (tmp_path / "app.py").write_text(PANEL_APP)
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    srv = subprocess.Popen([str(panel_bin), "serve", "app.py", "--port", str(port), "--address", "127.0.0.1",
+                            "--allow-websocket-origin", f"127.0.0.1:{port}"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen, errors, outside = [], [], []
+    js = """() => { const f = (r) => { const s = r.querySelector('svg.eoembed-history'); if (s) return s;
+        for (const el of r.querySelectorAll('*')) if (el.shadowRoot) { const t = f(el.shadowRoot); if (t) return t; }
+        return null; }; const s = f(document); return s ? s.dataset.epochs : null; }"""
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/app", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.25)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM)
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda r: None if r.url.startswith((f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}",
+                                                                   "data:", "blob:")) else outside.append(r.url))
+            page.goto(f"http://127.0.0.1:{port}/app")
+            for _ in range(200):
+                ep = page.evaluate(js)
+                if ep is not None and (not seen or seen[-1] != ep):
+                    seen.append(ep)
+                if ep and ep.count(",") == 15:
+                    break
+                time.sleep(0.1)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "panel_monitor.png"), full_page=True)
+            browser.close()
+    finally:
+        srv.terminate()
+        srv.wait(15)
+    states = [[int(x) for x in s.split(",") if x] for s in seen]
+    assert states and states[-1] == list(range(1, 17)), seen  # every epoch, sorted
+    assert len([s for s in states if 0 < len(s) < 16]) >= 2, seen  # seen growing mid-run, not only at the end
+    assert all(s == sorted(s) for s in states)
+    assert not outside and not errors, (outside, errors)
