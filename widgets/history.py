@@ -54,6 +54,11 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def _col(h: pd.DataFrame, c: str) -> np.ndarray:
+    """Column ``c`` as float64 (NaN for missing / non-numeric values)."""
+    return pd.to_numeric(h[c], errors="coerce").to_numpy(np.float64)
+
+
 def _fmt(v: float) -> str:
     return "nan" if not math.isfinite(v) else f"{v:.4g}"
 
@@ -133,42 +138,49 @@ class LiveHistory:
     @property
     def prefixes(self) -> list[int]:
         """The Matryoshka prefix sizes k present as ``<metric>/k<k>`` columns, ascending."""
-        ks = {int(m["k"]) for c in self.history.columns if (m := _PREFIX.match(str(c))) and m["base"] in self.metrics}
-        return sorted(ks)
+        return self._prefixes(self.history)
+
+    def _prefixes(self, h: pd.DataFrame) -> list[int]:
+        return sorted({int(m["k"]) for c in h.columns if (m := _PREFIX.match(str(c))) and m["base"] in self.metrics})
 
     def series(self) -> dict[str, pd.DataFrame]:
         """``{column: DataFrame(epoch, value)}`` of every drawn curve, sorted by epoch (NaN values kept)."""
         h = self.history
-        cols = [m for m in self.metrics] + [f"{m}/k{k}" for k in self.prefixes for m in self.metrics]
-        return {c: pd.DataFrame({"epoch": h["epoch"].map(_num).to_numpy(np.float64),
-                                 "value": h[c].map(_num).to_numpy(np.float64)})
-                for c in cols if c in h}
+        cols = [m for m in self.metrics] + [f"{m}/k{k}" for k in self._prefixes(h) for m in self.metrics]
+        return {c: pd.DataFrame({"epoch": _col(h, "epoch"), "value": _col(h, c)}) for c in cols if c in h}
 
     @property
     def best(self) -> dict[str, float | None]:
         """``{'mse': epoch of the lowest val_mse, 'q': epoch of the highest q_select}`` (None when unknown)."""
-        h = self.history
+        return self._best(self.history)
+
+    @staticmethod
+    def _best(h: pd.DataFrame) -> dict[str, float | None]:
         out: dict[str, float | None] = {"mse": None, "q": None}
         for key, col, fn in (("mse", "val_mse", np.nanargmin), ("q", "q_select", np.nanargmax)):
             if col in h:
-                v = h[col].map(_num).to_numpy(np.float64)
+                v = _col(h, col)
                 if np.isfinite(v).any():
                     out[key] = float(h["epoch"].iloc[int(fn(v))])
         return out
 
     # ------------------------------------------------------------------ drawing
-    def _tasks(self, h: pd.DataFrame, i: int, base: str) -> str:
-        """Per-task Q of row ``i`` for ``base`` (``q_select`` / ``q_report``), one ``task=value`` per line."""
+    @staticmethod
+    def _tasks(h: pd.DataFrame, base: str) -> list[str]:
+        """Per row: the per-task Q of ``base`` (``q_select`` / ``q_report``), one ``task = value`` per line."""
         cols = [c for c in h.columns if str(c).startswith(base + "/") and not _PREFIX.match(str(c))]
-        vals = [(c.split("/", 1)[1], _num(h[c].iloc[i])) for c in cols]
-        return "\n".join(f"  {t} = {_fmt(v)}" for t, v in vals if math.isfinite(v))
+        if not cols:
+            return [""] * len(h)
+        m = np.column_stack([_col(h, c) for c in cols])
+        names = [c.split("/", 1)[1] for c in cols]
+        return ["\n".join(f"  {t} = {_fmt(v)}" for t, v in zip(names, row) if math.isfinite(v)) for row in m]
 
     def _panel_svg(self, h: pd.DataFrame, cols: list[str], label: str, x0: float, x1: float, y_off: int,
                    marks: list[tuple[str, float, str]]) -> list[str]:
         W, H = self.width, self.height
         L, R, T, B = 58, 118, 22, 34
-        ep = h["epoch"].map(_num).to_numpy(np.float64)
-        vals = {c: h[c].map(_num).to_numpy(np.float64) for c in cols if c in h}
+        ep = _col(h, "epoch")
+        vals = {c: _col(h, c) for c in cols if c in h}
         finite = np.concatenate([v[np.isfinite(v)] for v in vals.values()] + [np.array([])])
         if finite.size:
             y0, y1 = float(finite.min()), float(finite.max())
@@ -201,7 +213,8 @@ class LiveHistory:
             out.append(f'<line class="best" data-best="{name}" data-epoch="{x:g}" x1="{sx(x):.1f}" '
                        f'x2="{sx(x):.1f}" y1="{y_off + T}" y2="{y_off + H - B}" stroke="{colour}" '
                        f'stroke-dasharray="4,3"><title>{name} epoch {x:g}</title></line>')
-        ks = self.prefixes
+        ks = self._prefixes(h)
+        tasks = {b: self._tasks(h, b) for b in {c for c in vals if not _PREFIX.match(c) and c.startswith("q_")}}
         for c, v in vals.items():
             m = _PREFIX.match(c)
             base, k = (m["base"], int(m["k"])) if m else (c, None)
@@ -212,11 +225,12 @@ class LiveHistory:
             if pts:
                 out.append(f'<polyline data-series="{html.escape(c)}" points="{pts}" fill="none" '
                            f'stroke="{colour}" stroke-width="1.6"{dash}/>')
+            if k is not None and len(h) > 40:  # many rows: prefix curves as lines only (keeps updates small)
+                continue
             for i in np.flatnonzero(ok):
                 tip = f"{c}  epoch {ep[i]:g}: {_fmt(v[i])}"
-                if k is None and base.startswith("q_"):
-                    tasks = self._tasks(h, int(i), base)
-                    tip += f"\nper task:\n{tasks}" if tasks else ""
+                if c in tasks and tasks[c][i]:
+                    tip += f"\nper task:\n{tasks[c][i]}"
                 fill = "white" if base == "q_report" else colour
                 out.append(f'<circle data-series="{html.escape(c)}" data-epoch="{ep[i]:g}" '
                            f'data-value="{v[i]:.6g}" cx="{sx(ep[i]):.1f}" cy="{sy(v[i]):.1f}" r="3.2" '
@@ -240,15 +254,15 @@ class LiveHistory:
     def svg(self) -> str:
         """The monitor as a standalone SVG string (what every view shows)."""
         h = self.history
-        ep = h["epoch"].map(_num).to_numpy(np.float64)
+        ep = _col(h, "epoch")
         ep = ep[np.isfinite(ep)]
         x0, x1 = (float(ep.min()), float(ep.max())) if ep.size else (0.0, 1.0)
         pad = max((x1 - x0) * 0.04, 0.5)
         x0, x1 = x0 - pad, x1 + pad
-        best = self.best
+        best, ks = self._best(h), self._prefixes(h)
         groups = [("validation MSE / loss", [m for m in self.metrics if not m.startswith("q")]),
                   ("Q-bar (solid: selection, dashed: report)", [m for m in self.metrics if m.startswith("q")])]
-        groups = [(lab, ms + [f"{m}/k{k}" for k in self.prefixes for m in ms]) for lab, ms in groups if ms]
+        groups = [(lab, ms + [f"{m}/k{k}" for k in ks for m in ms]) for lab, ms in groups if ms]
         marks = [(n, e, col) for n, e, col in (("MSE-best", best["mse"], "#2ca02c"), ("Q-best", best["q"], "#d62728"))
                  if e is not None]
         n_rows = len(h)
@@ -262,10 +276,11 @@ class LiveHistory:
 
     def status(self) -> str:
         """One line: how many evaluations, which epochs, the best epochs."""
-        h, b = self.history, self.best
+        h = self.history
+        b = self._best(h)
         if h.empty:
             return "no evaluation yet"
-        ep = [f"{e:g}" for e in h["epoch"].map(_num)]
+        ep = [f"{e:g}" for e in _col(h, "epoch")]
         txt = f"{len(ep)} evaluation(s), epochs {ep[0]}..{ep[-1]}" if len(ep) > 1 else f"1 evaluation (epoch {ep[0]})"
         if b["mse"] is not None:
             txt += f"; MSE-best epoch {b['mse']:g}"
