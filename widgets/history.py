@@ -43,13 +43,14 @@ def _num(v: Any) -> float:
         return math.nan
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    """About ``n`` round tick values covering [lo, hi]."""
+def _ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
+    """About ``n`` round tick values covering [lo, hi] (whole numbers only when ``integer``)."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo] if math.isfinite(lo) else []
     raw = (hi - lo) / max(n - 1, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in ((1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)) if m * mag >= raw)
+    step = max(step, 1.0) if integer else step
     first = math.ceil(lo / step - 1e-9) * step
     return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
@@ -203,7 +204,7 @@ class LiveHistory:
             if y0 <= t <= y1:
                 out.append(f'<line x1="{L}" x2="{W - R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eee"/>'
                            f'<text x="{L - 4}" y="{sy(t) + 3:.1f}" font-size="10" text-anchor="end">{t:g}</text>')
-        for t in _ticks(x0, x1, 8):
+        for t in _ticks(x0, x1, 8, integer=True):
             if x0 <= t <= x1:
                 out.append(f'<text x="{sx(t):.1f}" y="{y_off + H - B + 13}" font-size="10" '
                            f'text-anchor="middle">{t:g}</text>')
