@@ -130,6 +130,7 @@ def test_sample_map_markers_and_click_selection(small_root):
     meta = read_meta(small_root)
     sm = sample_map(small_root)
     assert isinstance(sm, SampleMap) and len(sm.markers) == 12 and sm.unplaced == []
+    assert sm.labels is not None and sm.filter_box is not None  # the root's labels feed the label filter
     assert len(sm.layer.markers) == 12 and sm.layer in sm.map.layers  # clustered: overlapping stay clickable
     sid = meta.index[3]
     assert sm.markers[sid].location == pytest.approx((meta.loc[sid, "lat"], meta.loc[sid, "lon"]))

@@ -398,5 +398,10 @@ def sample_map(root_or_cube: Any, ids: Sequence[str] | None = None, **kwargs: An
 
     ``ids`` picks samples (ids unknown to the source are listed in ``.unplaced``); other keyword arguments go to
     :class:`SampleMap` (``selection``, ``labels``, ``tiles``, ``radius`` ...) and ``ipyleaflet.Map`` (``layout`` ...).
+    A sample root's ``labels/`` folder feeds the label filter unless ``labels`` is given.
     """
+    if "labels" not in kwargs and isinstance(root_or_cube, (str, os.PathLike)) and \
+            (Path(root_or_cube) / "labels").is_dir():
+        from eoembed.data import read_labels
+        kwargs["labels"] = read_labels(Path(root_or_cube) / "labels")
     return SampleMap(locations(root_or_cube, ids), **kwargs)
