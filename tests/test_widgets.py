@@ -1,7 +1,6 @@
 """widgets/: LiveHistory monitor, SampleMap + shared Selection, SampleViewer, offline basemap (no browser)."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
