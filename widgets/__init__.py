@@ -3,11 +3,18 @@
 - :class:`LiveHistory`: live Q-bar / validation-MSE curves, a ``train_compressor`` callback.
 - :class:`Selection`: the shared selection of sample ids that every view follows and writes.
 - :func:`sample_map` / :class:`SampleMap`: sample locations on an ipyleaflet map with click selection.
+- :class:`UMAPExplorer`: 2-D layouts (eoembed.projection, cached UMAP) linked to the shared Selection.
+- :class:`PrefixExplorer`: a slider over Matryoshka prefixes -> scores, storage vs score, 2-D view.
+- :class:`AblationView`: ablation table and per-task heatmap; a row's history and UMAP on click.
 
 Offline notebooks: run ``hv.extension('bokeh', inline=True)`` before displaying HoloViews-based widgets.
 """
 from widgets.history import LiveHistory
 from widgets.samplemap import SampleMap, locations, sample_map
 from widgets.selection import Selection
+from widgets.umap import UMAPExplorer
+from widgets.prefix import PrefixExplorer
+from widgets.ablation import AblationView
 
 __all__ = ["LiveHistory", "SampleMap", "Selection", "locations", "sample_map"]
+__all__ += ["AblationView", "PrefixExplorer", "UMAPExplorer"]

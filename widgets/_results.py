@@ -90,7 +90,8 @@ def histories(results_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
 def bench_scores(results_dir: str | os.PathLike, mode: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table, per-task Q) of the methods scored in ``RESULTS/bench/<mode>/<name>/results_summary.json``.
 
-    table (index: method name): kind ("single" model, "fused" compressor, "baseline"), q_report (Q-bar),
+    table (index: method name): kind ("single" model, "fused" compressor, "baseline"), q_bar (Q-bar on all labelled
+    samples: for the compressor, half of them chose its epoch, so this is not a held-out score),
     q_null / q_null_std / q_gap from demo_summary.json when present. per_task: one row per method, one column per
     task. ``mode`` defaults to the demo's probe mode.
     """
@@ -114,16 +115,18 @@ def bench_scores(results_dir: str | os.PathLike, mode: str | None = None) -> tup
         kind = "single" if name in models else "fused" if name.startswith("fused") else "baseline"
         nc = summ.get("null_control", {}).get(name, {})
         q = float(r["overall_q_score"])
-        rows[name] = {"kind": kind, "q_report": q, "q_null": nc.get("q_mean", np.nan),
+        rows[name] = {"kind": kind, "q_bar": q, "q_null": nc.get("q_mean", np.nan),
                       "q_null_std": nc.get("q_std", np.nan), "q_gap": q - nc["q_mean"] if nc else np.nan,
                       "z": summ.get("z", {}).get(name, np.nan)}
         per_task[name] = r["task_q_scores"]
     order = {"single": 0, "fused": 1, "baseline": 2}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("combination")
-    table = table.sort_values(["kind", "q_report"], key=lambda c: c.map(order) if c.name == "kind" else -c,
+    table = table.sort_values(["kind", "q_bar"], key=lambda c: c.map(order) if c.name == "kind" else -c,
                               kind="stable")
     pt = pd.DataFrame.from_dict(per_task, orient="index").reindex(table.index).rename_axis("combination")
     table.attrs["mode"] = mode
+    table.attrs["note"] = (f"Q-bar of {mode} probes on all labelled samples (RESULTS/bench/{mode}); the fused "
+                           "compressor's epoch was chosen on half of them (its held-out score is in demo_summary)")
     return table, pt
 
 
