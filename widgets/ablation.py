@@ -50,7 +50,7 @@ class AblationView:
         self.selection = selection if selection is not None else Selection()
         self.name = name or f"ablation-{next(_ids)}"
         shown = self.table[[c for c in SHOWN if c in self.table.columns]].reset_index()
-        self.table_widget = pn.widgets.Tabulator(shown, name="ablation table", selectable=1, disabled=True,
+        self.table_widget = pn.widgets.Tabulator(shown, selectable=1, disabled=True,
                                                  show_index=False, css_classes=["eoembed-ablation-table"],
                                                  sizing_mode="stretch_width")
         self.heatmap_pane = pn.pane.HoloViews(self.heatmap(), backend="bokeh",

@@ -76,12 +76,12 @@ class PrefixExplorer:
         self.prefixes = sorted(set(ks) | {self.width})
         k0 = int(k) if k is not None else self.prefixes[0]
         self._check_k(k0)
-        self.slider = pn.widgets.DiscreteSlider(name="prefix k", options=self.prefixes,
+        self.slider = pn.widgets.DiscreteSlider(label="prefix k", options=self.prefixes,
                                                 value=k0 if k0 in self.prefixes else self.prefixes[0],
                                                 css_classes=["eoembed-prefix-slider"], width=300)
-        self.k_input = pn.widgets.IntInput(name="any k", start=1, end=self.width, value=k0,
+        self.k_input = pn.widgets.IntInput(label="any k", start=1, end=self.width, value=k0,
                                            css_classes=["eoembed-prefix-k"], width=120)
-        self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS), name="prefix scores",
+        self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS),
                                           disabled=True, show_index=False, css_classes=["eoembed-prefix-table"],
                                           width=560)
         self.storage_pane = pn.pane.HoloViews(None, backend="bokeh", css_classes=["eoembed-prefix-storage"])

@@ -75,12 +75,12 @@ class UMAPExplorer:
         names = list(self.layouts)
         if model is not None and model not in self.layouts:
             raise KeyError(f"no layout named {model!r}; choose from {names}")
-        self.model_select = pn.widgets.Select(name="embedding", options=names, value=model or names[0],
+        self.model_select = pn.widgets.Select(label="embedding", options=names, value=model or names[0],
                                               css_classes=["eoembed-umap-embedding"], width=220)
         cols = [NO_COLOR, *([] if self.labels is None else list(self.labels.columns))]
         if color is not None and color not in cols:
             raise KeyError(f"cannot colour by {color!r}: the labels have {cols[1:]}")
-        self.color_select = pn.widgets.Select(name="colour by", options=cols, value=color or NO_COLOR,
+        self.color_select = pn.widgets.Select(label="colour by", options=cols, value=color or NO_COLOR,
                                               css_classes=["eoembed-umap-color"], width=220)
         self.status = pn.pane.Markdown("", css_classes=["eoembed-umap-status"])
         self._pipe = Pipe(data=self._empty())
