@@ -241,15 +241,24 @@ def results_embeddings(results_dir: str | os.PathLike, names: Sequence[str] | No
 
 
 def layouts(results_dir: str | os.PathLike, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0,
-            names: Sequence[str] | None = None, method: str = "umap", progress: bool = True) -> dict[str, xr.DataArray]:
+            names: Sequence[str] | None = None, method: str = "umap", prefixes: Sequence[int] = (),
+            progress: bool = True) -> dict[str, xr.DataArray]:
     """Precompute a layout for every embedding of a results folder (:func:`results_embeddings`) into
     ``RESULTS/layouts/`` (the :func:`umap_layout` cache, plus ``layouts.json`` naming each embedding's entry).
+
+    prefixes: also lay out the first k coordinates of each embedding wider than k (named ``"<name>[:k]"``), e.g.
+    the Matryoshka prefixes of ``fused_ae``, which :class:`widgets.PrefixExplorer` then shows instead of PCA.
 
     Re-running is instant for the layouts already there (cache hits). Returns ``{name: layout}``; read them later
     with :func:`open_layouts`. Samples with NaN embeddings (an unfinished extraction) are an error naming them.
     """
     root = Path(results_dir)
     embs = results_embeddings(root, names)
+    for k in sorted({int(k) for k in prefixes}):
+        if k < 1:
+            raise DataError(f"prefix sizes must be >= 1, got {k}")
+        embs.update({f"{n}[:{k}]": e.isel(feature=slice(0, k)).rename(f"{n}[:{k}]") for n, e in list(embs.items())
+                     if "[:" not in n and e.sizes["feature"] > k})
     cache = root / LAYOUTS_DIR
     index_p = cache / INDEX
     index = json.loads(index_p.read_text()) if index_p.is_file() else {}

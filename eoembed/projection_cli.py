@@ -13,12 +13,14 @@ def layouts(results: str = typer.Argument(..., help="Results folder written by `
             names: Optional[List[str]] = typer.Option(None, "--name", "-n",
                                                       help="Embeddings to lay out (default: all)."),
             method: str = typer.Option("umap", help="'umap' or 'pca'."),
+            prefixes: Optional[List[int]] = typer.Option(None, "--prefix", "-k",
+                                                         help="Also lay out the first K coordinates (repeatable)."),
             progress: bool = typer.Option(True, help="Show progress bars.")) -> None:
     """Precompute a 2-D layout of every embedding in RESULTS into RESULTS/layouts/ (cached: re-runs are instant)."""
     from eoembed.projection import LAYOUTS_DIR, layouts as _layouts
 
     out = _layouts(results, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, names=names or None,
-                   method=method, progress=progress)
+                   method=method, prefixes=prefixes or (), progress=progress)
     for name, lay in out.items():
         typer.echo(f"{name}: {lay.attrs['method']} layout of {lay.sizes['sample']} samples"
                    f"{' (cached)' if lay.attrs.get('cached') else ''}")

@@ -242,7 +242,7 @@ def test_prefix_slider_updates_table_storage_and_view():
     # the 2-D view is PCA of the first k coordinates, and it stays linked to the shared selection
     from eoembed.projection import REDUCERS
     lay = p.view2d.layouts[p.view2d.model]
-    assert p.view2d.model == "k=8"
+    assert p.view2d.model == "k=8 (pca)"
     np.testing.assert_allclose(lay.values, REDUCERS["pca"](e.values[:, :8], 15, 0.1, 0), atol=1e-5)
     sel.set(["s001"], source="map")
     assert p.view2d.highlighted_ids == ("s001",)
@@ -268,12 +268,20 @@ def test_prefix_any_k_scored_on_demand():
     assert len(p.scores) == n
 
 
-def test_prefix_from_results(results):
+def test_prefix_from_results_uses_cached_prefix_umap(results, fake_umap):
+    from eoembed.projection import layouts, open_layouts
     from widgets import PrefixExplorer
 
-    p = PrefixExplorer.from_results(results, prefixes=(4,), folds=3)
-    assert p.prefixes == [4, 16] and set(p.scores["k"]) == {4, 16}
+    layouts(results, prefixes=(4, 99), progress=False)  # 99 > width: nothing to lay out
+    assert set(open_layouts(results)) == {"fused_ae", "fused_ae[:4]"} and len(fake_umap) == 2
+    p = PrefixExplorer.from_results(results, prefixes=(4, 8), folds=3)
+    assert p.prefixes == [4, 8, 16] and set(p.scores["k"]) == {4, 16}  # scored: the shown k and the full width
     assert "split" in p.view2d.labels.columns and "split" not in p.labels.columns
+    assert p.view2d.model == "k=4 (umap)"  # the precomputed UMAP of the prefix, not PCA
+    np.testing.assert_array_equal(p.view2d.layouts["k=4 (umap)"].values,
+                                  open_layouts(results, ["fused_ae[:4]"])["fused_ae[:4]"].values)
+    p.slider.value = 8
+    assert p.view2d.model == "k=8 (pca)" and set(p.scores["k"]) == {4, 8, 16} and len(fake_umap) == 2
 
 
 # ------------------------------------------------------------------------------------------------ AblationView
@@ -325,3 +333,41 @@ def test_ablation_from_results(results):
     v.table_widget.selection = [1]
     assert v.current == "fused_ae" and list(v.history_frame()["epoch"]) == [5, 10, 15]
     assert v.umap is None and "eoembed layouts" in v.umap_note.object
+
+
+# ------------------------------------------------------------------------------------------------ notebook
+@pytest.mark.slow
+def test_views_display_in_a_notebook_by_themselves_offline(monkeypatch):
+    """Each view is a cell's last expression in a fresh kernel with no extension call: it renders (BokehJS loaded
+    inline by the view) and its output names no CDN."""
+    import os
+    import re
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    setup = """
+import numpy as np, pandas as pd, xarray as xr
+from eoembed.projection import umap_layout
+from widgets import AblationView, PrefixExplorer, Selection, UMAPExplorer
+e = xr.DataArray(np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32), dims=("sample", "feature"),
+                 coords={"sample": [f"s{i}" for i in range(40)]})
+sel, lay = Selection(), umap_layout(e, method="pca", progress=False)
+"""
+    views = ["UMAPExplorer(lay, selection=sel)",
+             "PrefixExplorer(e, scores=pd.DataFrame({'method': ['matryoshka'] * 2, 'k': [4, 8], 'q': [1.0, 2.0]}))",
+             "AblationView(pd.DataFrame({'q_report': [1.0, 2.0]}, index=['a', 'b']), layouts={'a': lay})"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *views]])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env_path = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", root + (os.pathsep + env_path if env_path else ""))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": root}}).execute()
+    texts = [v for c in nb.cells for o in c.outputs for v in o.get("data", {}).values() if isinstance(v, str)]
+    for cell in nb.cells[1:]:
+        results = [o for o in cell.outputs if o.output_type == "execute_result"]
+        assert results and "application/vnd.holoviews_exec.v0+json" in results[0]["data"], cell.source
+    for t in texts:  # nothing loaded from a URL: no <script src>/<link href> to http(s), empty loader URL lists
+        assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']https?://", t)
+        for m in re.finditer(r"\b(js_urls|css_urls)\s*=\s*\[([^\]]*)\]", t):
+            assert "http" not in m.group(2), m.group(0)[:200]
+    assert any("BEGIN bokeh.min.js" in t for t in texts)  # BokehJS shipped inline by the first view

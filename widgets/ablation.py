@@ -50,9 +50,9 @@ class AblationView:
         self.selection = selection if selection is not None else Selection()
         self.name = name or f"ablation-{next(_ids)}"
         shown = self.table[[c for c in SHOWN if c in self.table.columns]].reset_index()
-        self.table_widget = pn.widgets.Tabulator(shown, selectable=1, disabled=True,
-                                                 show_index=False, css_classes=["eoembed-ablation-table"],
-                                                 sizing_mode="stretch_width")
+        # bokeh's own DataTable (pn.widgets.DataFrame): no extra JS to fetch, so it renders offline
+        self.table_widget = pn.widgets.DataFrame(shown, disabled=True, show_index=False, autosize_mode="fit_columns",
+                                                 css_classes=["eoembed-ablation-table"], sizing_mode="stretch_width")
         self.heatmap_pane = pn.pane.HoloViews(self.heatmap(), backend="bokeh",
                                               css_classes=["eoembed-ablation-heatmap"])
         self.score_col = "q_report" if "q_report" in self.table.columns else "q_bar"
@@ -187,9 +187,8 @@ class AblationView:
                          css_classes=["eoembed-ablation"])
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        import panel as pn
-        with pn.config.set(inline=True):
-            return self.__panel__()._repr_mimebundle_(include, exclude)
+        from widgets._display import mimebundle
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         return f"AblationView({len(self.rows)} rows, current={self.current!r})"

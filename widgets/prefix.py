@@ -81,7 +81,7 @@ class PrefixExplorer:
                                                 css_classes=["eoembed-prefix-slider"], width=300)
         self.k_input = pn.widgets.IntInput(label="any k", start=1, end=self.width, value=k0,
                                            css_classes=["eoembed-prefix-k"], width=120)
-        self.table = pn.widgets.Tabulator(pd.DataFrame(columns=TABLE_COLUMNS),
+        self.table = pn.widgets.DataFrame(pd.DataFrame(columns=TABLE_COLUMNS),  # bokeh DataTable: offline
                                           disabled=True, show_index=False, css_classes=["eoembed-prefix-table"],
                                           width=560)
         self.storage_pane = pn.pane.HoloViews(None, backend="bokeh", css_classes=["eoembed-prefix-storage"])
@@ -91,7 +91,8 @@ class PrefixExplorer:
             todo = tqdm(todo, desc="prefix scores", unit="k")
         for kk in todo:
             self.score(kk)
-        self.view2d = UMAPExplorer({f"k={k0}": self._layout(k0)}, labels=color_labels, selection=selection,
+        lay0 = self._layout(k0)
+        self.view2d = UMAPExplorer({f"k={k0} ({lay0.attrs['method']})": lay0}, labels=color_labels, selection=selection,
                                    name=f"{self.name}-2d", width=420, height=380)
         self.selection = self.view2d.selection
         self.k = k0
@@ -212,7 +213,8 @@ class PrefixExplorer:
         k = self.k
         self.table.value = self.score_table(k)
         self.storage_pane.object = self.storage_plot()
-        self.view2d.set_layout(self._layout(k), name=f"k={k}")
+        lay = self._layout(k)
+        self.view2d.set_layout(lay, name=f"k={k} ({lay.attrs['method']})")
         import param
 
         with param.discard_events(self.slider), param.discard_events(self.k_input):
@@ -252,9 +254,8 @@ class PrefixExplorer:
                          css_classes=["eoembed-prefix"])
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        import panel as pn
-        with pn.config.set(inline=True):
-            return self.__panel__()._repr_mimebundle_(include, exclude)
+        from widgets._display import mimebundle
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         return f"PrefixExplorer(width={self.width}, prefixes={self.prefixes}, k={self.k})"

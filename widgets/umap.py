@@ -179,6 +179,7 @@ class UMAPExplorer:
         hi = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["id"], label="selected").opts(
             color=SELECTED_COLOR, size=8, line_color="black", tools=["hover"], backend="bokeh"),
             streams=[self._pipe])
+        self._base = base  # the points or their rasterization (benchmarks drive its zoom streams)
         title = self.title or f"{self.model}" + (f", colour: {col}" if col else "")
         return (base * hi).opts(width=self.width, height=self.height, title=title, show_legend=True,
                                 backend="bokeh")
@@ -280,9 +281,8 @@ class UMAPExplorer:
                          name="UMAP", css_classes=["eoembed-umap"])
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        import panel as pn
-        with pn.config.set(inline=True):  # BokehJS and panel's stylesheets inline: nothing fetched from a CDN
-            return self.__panel__()._repr_mimebundle_(include, exclude)
+        from widgets._display import mimebundle
+        return mimebundle(self, include, exclude)
 
     def __repr__(self) -> str:
         return (f"UMAPExplorer({len(self.layouts)} layouts, showing {self.model!r}, "
