@@ -371,3 +371,15 @@ sel, lay = Selection(), umap_layout(e, method="pca", progress=False)
         for m in re.finditer(r"\b(js_urls|css_urls)\s*=\s*\[([^\]]*)\]", t):
             assert "http" not in m.group(2), m.group(0)[:200]
     assert any("BEGIN bokeh.min.js" in t for t in texts)  # BokehJS shipped inline by the first view
+
+
+@pytest.mark.slow
+def test_real_umap_fit_then_cache(tmp_path):
+    """umap-learn itself (first fit in a process: ~50 s of numba compilation on a 2-core CPU)."""
+    from eoembed.projection import umap_layout
+
+    e = _emb(n=80)
+    a = umap_layout(e, n_neighbors=10, cache_dir=tmp_path, progress=False)
+    assert a.attrs["method"] == "umap" and a.shape == (80, 2) and np.isfinite(a.values).all()
+    b = umap_layout(e, n_neighbors=10, cache_dir=tmp_path, progress=False)
+    assert b.attrs["cached"] and np.array_equal(a.values, b.values)
