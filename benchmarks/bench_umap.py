@@ -93,7 +93,7 @@ def explorer_bench(points: int) -> dict:
     labels = pd.DataFrame({"cluster": cl.astype(str), "value": x[:, 0]}, index=pd.Index(ids, name="id"))
     res: dict = {"points": points}
     import datashader  # noqa: F401  (imports paid before timing: they are not the explorer's cost)
-    import holoviews as hv
+    import holoviews  # noqa: F401
     import holoviews.operation.datashader  # noqa: F401
     import holoviews.plotting.bokeh  # noqa: F401
     import panel  # noqa: F401

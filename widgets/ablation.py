@@ -18,8 +18,8 @@ import pandas as pd
 from widgets.selection import Selection
 
 #: Table columns shown when present, in order.
-SHOWN = ["kind", "method", "n_models", "out_dim", "selected_epoch", "q_report", "q_bar", "q_null", "q_null_std", "q_gap", "z",
-         "mse"]
+SHOWN = ["kind", "method", "n_models", "out_dim", "selected_epoch", "q_report", "q_bar", "q_null", "q_null_std", "q_gap",
+         "z", "mse"]
 _ids = itertools.count()
 
 

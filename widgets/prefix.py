@@ -197,7 +197,8 @@ class PrefixExplorer:
         marks = hv.Scatter(cur, "bytes", ["q", "k", "dtype"], label=f"k={self.k}").opts(
             size=11, color="#ff7f0e", line_color="black", tools=["hover"], backend="bokeh")
         return hv.Overlay([*curves, marks]).opts(logx=True, width=420, height=300, xlabel="bytes per sample",
-                                                 ylabel="Q-bar", title="storage vs score", legend_position="bottom_right",
+                                                 ylabel="Q-bar", title="storage vs score",
+                                                 legend_position="bottom_right",
                                                  backend="bokeh")
 
     def set_k(self, k: int) -> None:
