@@ -3,7 +3,8 @@
 Layouts come from :func:`eoembed.projection.umap_layout` / :func:`eoembed.projection.layouts` (cached on disk, so
 opening a view never fits UMAP). Box and lasso selections write the shared selection; selections made elsewhere
 (e.g. on a :class:`~widgets.SampleMap`) are drawn on top in orange. Above ``max_points`` points the cloud is
-rasterized with datashader (100k points stay interactive); selection then works on the box/lasso geometry.
+rasterized with datashader (100k points stay interactive) while more than ``max_points`` are in view; zoomed in
+further, the points themselves are drawn (with hover). Selection then works on the box/lasso geometry.
 """
 from __future__ import annotations
 
@@ -158,22 +159,30 @@ class UMAPExplorer:
         self._xy = (df["x"].to_numpy(np.float64), df["y"].to_numpy(np.float64))
         vdims = [c for c in df.columns if c not in ("x", "y")]
         col = self.color
+        if col is not None and self.shaded and _categorical(df[col]):
+            df = df.assign(**{col: df[col].astype(str).astype("category")})  # datashader's count_cat needs it
         pts = hv.Points(df, ["x", "y"], vdims, label=self.model)
         tools = ["box_select", "lasso_select"]
+        # The native bokeh selection is not dimmed: the orange layer on top is the one truth of what is selected,
+        # whichever view selected it.
+        opts: dict[str, Any] = {"size": 5, "alpha": 0.8, "tools": [*tools, "hover", "tap"],
+                                "nonselection_alpha": 0.8, "selection_alpha": 0.8}
+        if col is not None:
+            cat = _categorical(df[col])
+            opts.update(color=col, cmap="Category10" if cat else "viridis", colorbar=not cat, show_legend=cat)
+        pts = pts.opts(**opts, backend="bokeh")
         if self.shaded:
-            base = self._shade(pts, df, col)
+            from holoviews.operation import apply_when
+
+            # rasterized while more than max_points are in view; zoomed in, the points themselves (with hover)
+            cat = col is not None and _categorical(df[col])
+            base = apply_when(pts, operation=lambda el: self._shade(el, col, cat),
+                              predicate=lambda sel: len(sel) > self.max_points)
             self.streams = {"bounds": BoundsXY(source=base), "lasso": Lasso(source=base)}
             self.streams["bounds"].add_subscriber(lambda bounds=None, **_: self._on_bounds(bounds))
             self.streams["lasso"].add_subscriber(lambda geometry=None, **_: self._on_lasso(geometry))
-            base = base.opts(tools=[*tools, "hover"], backend="bokeh")
         else:
-            opts: dict[str, Any] = {"size": 5, "alpha": 0.8, "tools": [*tools, "hover", "tap"],
-                                    "nonselection_alpha": 0.3}
-            if col is not None:
-                cat = _categorical(df[col])
-                opts.update(color=col, cmap="Category10" if cat else "viridis", colorbar=not cat,
-                            show_legend=cat)
-            base = pts.opts(**opts, backend="bokeh")
+            base = pts
             self.streams = {"index": Selection1D(source=base)}
             self.streams["index"].add_subscriber(lambda index=None, **_: self._on_index(index))
         hi = hv.DynamicMap(lambda data: hv.Points(data, ["x", "y"], ["id"], label="selected").opts(
@@ -184,17 +193,18 @@ class UMAPExplorer:
         return (base * hi).opts(width=self.width, height=self.height, title=title, show_legend=True,
                                 backend="bokeh")
 
-    def _shade(self, pts, df: pd.DataFrame, col: str | None):
+    @staticmethod
+    def _shade(pts, col: str | None, categorical: bool):
         import datashader as ds
         from holoviews.operation.datashader import datashade, dynspread, rasterize
 
+        tools = ["box_select", "lasso_select", "hover"]
         if col is None:
-            return dynspread(rasterize(pts, aggregator=ds.count()).opts(cmap="Blues", cnorm="eq_hist",
+            return dynspread(rasterize(pts, aggregator=ds.count()).opts(cmap="Blues", cnorm="eq_hist", tools=tools,
                                                                         backend="bokeh"))
-        if _categorical(df[col]):
-            cat = pts.clone(data=df.assign(**{col: df[col].astype(str).astype("category")}))
-            return dynspread(datashade(cat, aggregator=ds.count_cat(col)))
-        return dynspread(rasterize(pts, aggregator=ds.mean(col)).opts(cmap="viridis", colorbar=True,
+        if categorical:
+            return dynspread(datashade(pts, aggregator=ds.count_cat(col)).opts(tools=tools, backend="bokeh"))
+        return dynspread(rasterize(pts, aggregator=ds.mean(col)).opts(cmap="viridis", colorbar=True, tools=tools,
                                                                       backend="bokeh"))
 
     def _redraw(self, *_: Any) -> None:
