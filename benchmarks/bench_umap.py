@@ -7,7 +7,7 @@
    b. a new process reading the cached layout (what opening the view costs once ``eoembed layouts`` has run).
 2. UMAPExplorer with --points points (a PCA layout of clustered vectors; the layout method does not matter for
    drawing), datashaded: construction, first render (bokeh models, incl. datashader's numba compilation), a second
-   explorer's render, a zoom (re-aggregation), a shared-selection update of 1,000 ids (highlight layer), a box
+   explorer's render, zooms (re-aggregation; zoomed in to < 20k points in view: drawn as points), a shared-selection update of 1,000 ids (highlight layer), a box
    selection (ids inside the box -> Selection) and a colour change (redraw).
 Writes benchmarks/results/bench_umap.json.
 
@@ -123,6 +123,11 @@ def explorer_bench(points: int) -> dict:
         t = time.perf_counter()
         rng_streams[0].event(x_range=(float(xs.min()), float(xs.max())), y_range=(float(ys.min()), float(ys.max())))
         res["zoom_out_update_s"] = time.perf_counter() - t
+        t = time.perf_counter()  # few points in view: drawn as points (hover per point), not rasterized
+        rng_streams[0].event(x_range=(float(np.quantile(xs, 0.49)), float(np.quantile(xs, 0.51))),
+                             y_range=(float(np.quantile(ys, 0.49)), float(np.quantile(ys, 0.51))))
+        res["zoom_in_to_points_mode_s"] = time.perf_counter() - t
+        rng_streams[0].event(x_range=(float(xs.min()), float(xs.max())), y_range=(float(ys.min()), float(ys.max())))
     pick = list(ids[rng.choice(points, 1000, replace=False)])
     t = time.perf_counter()
     sel.set(pick, source="map")  # both explorers redraw their highlight layer
@@ -154,9 +159,9 @@ def main() -> None:
     out = {**old, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
            "python": platform.python_version(), "load_avg_start": os.getloadavg()}
     if not a.skip_layout:
-        out["layout"] = layout_bench(a.n, a.dim)
+        out["layout"] = {"load_avg_1min_at_start": os.getloadavg()[0], **layout_bench(a.n, a.dim)}
         print(json.dumps(out["layout"], indent=1), flush=True)
-    out["explorer"] = explorer_bench(a.points)
+    out["explorer"] = {"load_avg_1min_at_start": os.getloadavg()[0], **explorer_bench(a.points)}
     print(json.dumps(out["explorer"], indent=1))
     out["load_avg_end"] = os.getloadavg()
     p.write_text(json.dumps(out, indent=1))
