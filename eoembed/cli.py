@@ -130,6 +130,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.pipeline_cli",
     "eoembed.product.cli",
     "eoembed.scaling.cli",
+    "eoembed.projection_cli",
 )
 
 for _name in COMMAND_MODULES:
