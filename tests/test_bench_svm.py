@@ -294,3 +294,10 @@ def test_neuco_svm_itself_twice_and_eoembed(tmp_path):
     mine = evaluate(emb, labels, config=cfg, progress=False, svm_search="bayes")
     for t in ("reg", "cls"):
         np.testing.assert_allclose(mine.folds[mine.folds.task == t].score, runs[42]["folds"][t], atol=1e-6)
+
+
+@pytest.mark.skipif(HAS_SKOPT, reason="checks the message shown when scikit-optimize is missing")
+def test_bayes_without_skopt_is_a_clear_error():
+    X, ids, lab = _data(n=40)
+    with pytest.raises(DataError, match="needs scikit-optimize"):
+        evaluate(X, lab[["reg"]], ids=ids, config=_cfg(folds=2), progress=False, svm_search="bayes")
