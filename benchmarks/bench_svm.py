@@ -119,6 +119,7 @@ def main() -> None:
             print(f"eoembed {search} seed={s}: {mine_t[(search, s)]:.2f} s, Q {res.per_task.q_stat.to_dict()}",
                   flush=True)
     s0 = args.seeds[0]
+    cfg["probe_params"]["opt_params"]["random_state"] = s0        # the same candidates as eoembed random at s0
     t0 = time.perf_counter()
     honest = evaluate(emb, labels, config=cfg, progress=False, svm_select="inner")
     t_honest = time.perf_counter() - t0
@@ -145,6 +146,7 @@ def main() -> None:
             "q_honest_inner": float(honest.per_task.loc[t, "q_stat"]),
             "mean_honest_inner": float(honest.per_task.loc[t, "mean_score"]),
             "mean_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "mean_score"]),
+            "q_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "q_stat"]),
         })
     t_neuco = float(np.mean(list(neuco_t.values())))
     t_random = float(np.mean([mine_t[("random", s)] for s in args.seeds]))
@@ -162,7 +164,7 @@ def main() -> None:
         "per_fit_speedup": fit_theirs / fit_mine,
         "extrapolated_sample_config_minutes_per_task": {
             "neuco_fits_only": 40 * 50 * fit_theirs / 60, "eoembed_random": 40 * 50 * fit_mine / 60},
-        "tasks_detail": rows, "neuco_commit": "a89ba06",
+        "load_average_at_end": os.getloadavg(), "tasks_detail": rows, "neuco_commit": "a89ba06",
     }
     Path(args.out).write_text(json.dumps(result, indent=2, default=float))
     print(json.dumps({k: v for k, v in result.items() if k != "tasks_detail"}, indent=1, default=float))
