@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                                        "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task.
+        """Evaluate embeddings with NeuCo-Bench linear (or, --probe svm, SVM) probes and print Q per task.
 
         --out is written like one NeuCo-Bench run folder (<output_dir>/<phase>/<experiment>): NeuCo-Bench's
         summarize_runs(output_dir, phase) reads it unchanged."""
