@@ -207,11 +207,14 @@ def kernel(G: np.ndarray, cand: dict, gamma: float | None = None) -> np.ndarray:
     K = G * float(g)
     K += float(cand.get("coef0", 0.0))
     d = int(cand.get("degree", 3))
-    if d == 1:
-        return K
-    out = K * K
-    for _ in range(d - 2):
-        out *= K
+    out = K
+    if d > 1:
+        out = K * K
+        for _ in range(d - 2):
+            out *= K
+    if not np.isfinite(out).all():
+        raise DataError(f"the polynomial kernel of candidate {cand} overflows (values past 1e308); narrow "
+                        "kernel_gamma_start_end / kernel_coef0_start_end or standardise the embeddings.")
     return out
 
 
@@ -233,7 +236,8 @@ def _metrics(y: np.ndarray, pred: np.ndarray, classification: bool) -> tuple[flo
 def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, cand: dict,
               classification: bool, where: str = "") -> tuple[float, float]:
     """Fit libsvm on the kernel rows/columns of ``train`` (zero sample weights elsewhere) and score on ``test``:
-    (metric, scoring). ``y``: labels of all rows (classification in {-1, 1})."""
+    (metric, scoring). ``K``: finite (as :func:`kernel` returns it); ``y``: labels of all rows (classification in
+    {-1, 1})."""
     from sklearn.svm import SVC, SVR
 
     n = len(y)
@@ -246,7 +250,10 @@ def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
         est = SVC(kernel="precomputed", C=cand["C"])
     else:
         est = SVR(kernel="precomputed", C=cand["C"], epsilon=cand.get("epsilon", 0.1))
-    est.fit(K, y, sample_weight=w)
+    import sklearn
+
+    with sklearn.config_context(assume_finite=True):   # K comes from kernel(), which checked it once
+        est.fit(K, y, sample_weight=w)
     sv = np.sort(train)[est.support_]          # libsvm dropped the zero-weight rows: support_ indexes the rest
     dec = K[np.ix_(test, sv)] @ est.dual_coef_[0] + est.intercept_[0]
     if classification:
