@@ -301,3 +301,21 @@ def test_bayes_without_skopt_is_a_clear_error():
     X, ids, lab = _data(n=40)
     with pytest.raises(DataError, match="needs scikit-optimize"):
         evaluate(X, lab[["reg"]], ids=ids, config=_cfg(folds=2), progress=False, svm_search="bayes")
+
+
+def test_default_gamma_scale_and_coef0_match_sklearn():
+    """Without kernel_gamma_start_end / kernel_coef0_start_end the estimators keep scikit-learn's defaults
+    (gamma='scale' on each fold's training rows, coef0=0), as in NeuCo-Bench."""
+    from eoembed.bench.core import _splits
+    from eoembed.bench.io import prepare
+
+    X, ids, lab = _data(n=90)
+    cfg = _cfg(folds=2)
+    del cfg["probe_params"]["kernel_gamma_start_end"], cfg["probe_params"]["kernel_coef0_start_end"]
+    cfg["probe_params"]["opt_params"] = {"n_iter": 3}
+    res = evaluate(X, lab[["reg"]], ids=ids, config=cfg, progress=False)
+    cands = res.details["svm"]["candidates"]["reg"]
+    assert all("gamma" not in c and "coef0" not in c for c in cands)
+    prep = prepare(X, lab[["reg"]], ids=ids)
+    ref = _reference(prep, _splits(prep, 2, 42), "reg", cands)
+    np.testing.assert_allclose(res.folds.score, ref.max(axis=1), atol=1e-6)
