@@ -35,9 +35,15 @@ def register(app: typer.Typer) -> None:
                                                     "columns are zero-padded, more are an error (NeuCo-Bench)."),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="Run name in results_summary.json "
                                                  "(default: the name of --out)."),
+        probe: Optional[str] = typer.Option(None, "--probe", help="linear | svm (NeuCo-Bench's SVM probe; default: "
+                                            "the config's probe_type, else linear)."),
+        svm_select: str = typer.Option("max", "--svm-select", help="svm: max (NeuCo-Bench: per-fold maximum over "
+                                       "candidates) | inner (honest: chosen on inner splits of the training part)."),
+        svm_search: str = typer.Option("random", "--svm-search", help="svm: random (seeded sample of NeuCo-Bench's "
+                                       "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task.
+        """Evaluate embeddings with NeuCo-Bench linear (or, --probe svm, SVM) probes and print Q per task.
 
         --out is written like one NeuCo-Bench run folder (<output_dir>/<phase>/<experiment>): NeuCo-Bench's
         summarize_runs(output_dir, phase) reads it unchanged."""
@@ -52,13 +58,18 @@ def register(app: typer.Typer) -> None:
         check_out_path(out, option="--out")
         check_choice("--mode", mode, ("compat", "ridge"))
         check_choice("--metric", metric, ("neuco", "tessera"))
+        if probe is not None:
+            check_choice("--probe", probe, ("linear", "svm"))
+        check_choice("--svm-select", svm_select, ("max", "inner"))
+        check_choice("--svm-search", svm_search, ("random", "bayes"))
         check_device(device)
         from eoembed.bench import evaluate
 
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
-                       config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment)
+                       config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment,
+                       probe=probe, svm_select=svm_select, svm_search=svm_search)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
         extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""
