@@ -412,7 +412,7 @@ def save_series(ds: xr.Dataset, path: str | Path, chunk: int = 4096, overwrite: 
     out = ds.copy()
     for v in list(out.variables):
         if out[v].dtype == object:
-            out[v] = out[v].astype(str)
+            out[v] = out[v].astype(str).astype(object)
     out.attrs = {k: (v if not isinstance(v, np.ndarray) else v.tolist()) for k, v in out.attrs.items()}
     out.attrs["eoembed_series"] = 1
     enc = {v: {"chunks": (chunk,) + tuple(out[v].shape[1:])} for v in out.data_vars if out[v].dims[:1] == ("pixel",)}

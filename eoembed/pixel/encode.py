@@ -203,7 +203,8 @@ def encode(encoder: PixelEncoder | str | os.PathLike, pixels: Any, *, out: str |
         import zarr
         root = zarr.open_group(str(out_p), mode="r+")
         if "no_obs" not in root[model]:
-            root[model].create_array("no_obs", shape=(n,), dtype="int8", chunks=(chunk_size,), fill_value=0)
+            root[model].create_array("no_obs", shape=(n,), dtype="int8", chunks=(chunk_size,), fill_value=0,
+                                     dimension_names=["sample"])
         flags = root[f"{model}/no_obs"]
         done = writer.done_flags(model)
     t0 = time.perf_counter()
