@@ -70,7 +70,8 @@ def test_resume_after_interrupt_gives_same_state(dense, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         ep.pretrain(dense, steps=6, out=tmp_path / "cut", checkpoint_every=1, callbacks=[stop], **KW)
-    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["step"] == 3
+    ck = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3 and ck["precision"]["precision"] == "float32"
     resumed = ep.pretrain(dense, steps=6, out=tmp_path / "cut", checkpoint_every=1, **KW)
     a, b = full.encoder.state_dict(), resumed.encoder.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -238,3 +239,24 @@ def test_sizes_and_cli(tmp_path):
     assert "encoded 64 pixels" in enc.output
     bad = CliRunner().invoke(app, ["pretrain", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == 2 and "nope.parquet" in bad.output
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(tmp_path):
+    """Two CPU processes (gloo) under torchrun: DDP joins, rank 0 writes the run; the launcher is torch's own."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29871",
+           "-m", "eoembed.cli", "pretrain", "sample:128", "--out", str(tmp_path / "ddp"), "--steps", "3",
+           "--batch-size", "32", "--device", "cpu", "--no-progress", "--checkpoint-every", "1"]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    ck = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3 and ck["settings"]["world_size"] == 2
+    enc = ep.load_encoder(tmp_path / "ddp")
+    assert enc.n_params == ep.sizes().loc["tiny", "n_params_enc"]
