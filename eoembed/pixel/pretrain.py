@@ -26,8 +26,9 @@ Multi-GPU / multi-node: launch the same call under torchrun, e.g.
 ``torchrun --nproc_per_node 4 -m eoembed.cli pretrain sample:200000 --out run --size S --precision bf16``
 (or several nodes with ``--nnodes``/``--rdzv-endpoint``). When ``WORLD_SIZE`` > 1 is set, ``pretrain`` joins the
 process group (NCCL on CUDA, gloo on CPU), wraps encoder + projector in DistributedDataParallel (projector
-BatchNorm -> SyncBatchNorm), and each rank takes every world_size-th pixel of the step's batch (the Barlow Twins
-cross-correlation is computed on each rank's part; gradients are averaged). Rank 0 writes the files.
+BatchNorm -> SyncBatchNorm on CUDA; per-rank BatchNorm on CPU), and each rank takes every world_size-th pixel
+of the step's batch (the Barlow Twins cross-correlation is computed on each rank's part; gradients are
+averaged). Rank 0 writes the files. Tested with two CPU processes (gloo); not run on GPUs here.
 """
 from __future__ import annotations
 
@@ -173,8 +174,8 @@ class PretrainResult:
 
     def __repr__(self) -> str:
         last = float(self.history["loss"].iloc[-1]) if len(self.history) else float("nan")
-        return (f"PretrainResult(size={self.settings['size']!r}, n_params={self.n_params:,}, steps={len(self.history)}, "
-                f"final_loss={last:.4g}, precision={self.precision!r})")
+        return (f"PretrainResult(size={self.settings['size']!r}, n_params={self.n_params:,}, "
+                f"steps={len(self.history)}, final_loss={last:.4g}, precision={self.precision!r})")
 
 
 def _fingerprint(ids: np.ndarray) -> str:
@@ -345,7 +346,8 @@ def pretrain(pixels: Any, size: str | dict | EncoderConfig = "tiny", *, steps: i
     net: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
-        model.projector = nn.SyncBatchNorm.convert_sync_batchnorm(model.projector)
+        if dev.type == "cuda":  # SyncBatchNorm is CUDA-only; CPU (gloo) ranks keep per-rank BatchNorm statistics
+            model.projector = nn.SyncBatchNorm.convert_sync_batchnorm(model.projector)
         net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if out_p is not None and rank == 0:
         out_p.mkdir(parents=True, exist_ok=True)
