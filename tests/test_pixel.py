@@ -260,3 +260,16 @@ def test_torchrun_two_processes(tmp_path):
     assert ck["step"] == 3 and ck["settings"]["world_size"] == 2
     enc = ep.load_encoder(tmp_path / "ddp")
     assert enc.n_params == ep.sizes().loc["tiny", "n_params_enc"]
+
+
+def test_pretrain_and_score_keys():
+    """The per-run function of the scaling sweep: documented keys, D = d-pixels seen, unknown keys refused."""
+    r = ep.pretrain_and_score({"data": "sample:96", "steps": 2, "batch_size": 32, "folds": 2, "threads": 1,
+                               "d_model": 16, "d_ffn": 32, "label": "biomass", "task_type": "regression"})
+    for k in ("n_params_enc", "n_params_proj", "n_pixels", "steps", "L_ref", "final_loss", "score", "seconds"):
+        assert k in r and np.isfinite(r[k]), k
+    assert r["n_pixels"] == 64 and r["n_train_pixels"] == 96 and r["steps"] == 2 and r["L_ref"] == 12.0
+    assert r["n_params_enc"] < ep.sizes().loc["tiny", "n_params_enc"]
+    assert 0.0 <= r["score"] <= 1.0 and r["score_metric"] == "max(0, R^2)"
+    with pytest.raises(DataError, match="n_enc"):
+        ep.pretrain_and_score({"n_enc": 1000})

@@ -6,7 +6,6 @@ PIXELS is a series store (.zarr folder from ``save_series``), a WorldCereal .par
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
