@@ -16,9 +16,11 @@ Parts (``--part``, each well under 3 minutes on the project's 2-core CPU machine
   here because it is a fill; ``raw_stats``: per-band mean / std / min / max over each pixel's valid months, the
   feature's mean for a pixel without any valid month of that modality, counted in ``raw_stats_filled_pixels``).
 
-Writes benchmarks/results/bench_pixel_<part>.json.
+Writes benchmarks/results/bench_pixel_<part>.json (worldcereal: bench_pixel_worldcereal_<steps>steps.json; its
+pretraining and finished probe scores are kept in --work, so a killed run resumes).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_pixel.py --part throughput|buckets|worldcereal
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_pixel.py [--part all|throughput|buckets|worldcereal]
+        [--wc-steps 100|300] [--threads 1]
 """
 from __future__ import annotations
 
@@ -157,7 +159,8 @@ def worldcereal(a) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("throughput", "buckets", "worldcereal"), required=True)
+    ap.add_argument("--part", choices=("all", "throughput", "buckets", "worldcereal"), default="all",
+                    help="all (default, as `make bench` runs it): every part; worldcereal only when --shared exists")
     ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=12, help="pretraining steps timed per size (throughput)")
@@ -166,6 +169,14 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=20)
     ap.add_argument("--work", default="/tmp/eoembed_bench_pixel_wc", help="resumable work folder (worldcereal)")
     a = ap.parse_args()
+    parts = [a.part] if a.part != "all" else ["throughput", "buckets"] + (
+        ["worldcereal"] if (Path(a.shared) / "data" / "worldcereal").is_dir() else [])
+    for part in parts:
+        a.part = part
+        run_part(a)
+
+
+def run_part(a) -> None:
     t = time.perf_counter()
     res = {"throughput": throughput, "buckets": buckets, "worldcereal": worldcereal}[a.part](a)
     res.update({"part": a.part, "machine": machine(), "threads": a.threads, "wall_seconds": time.perf_counter() - t})
