@@ -30,7 +30,8 @@ EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_INTERNAL = 2, 130, 1
 #: Commands whose work is kept when interrupted, so re-running the same command continues it.
 RESUMABLE = {"sample": "existing sample files are kept", "extract": "committed chunks are kept",
              "train": "checkpoints are kept", "ablate": "finished runs are kept",
-             "demo": "finished steps are kept", "sweep": "finished runs are kept"}
+             "demo": "finished steps are kept", "sweep": "finished runs are kept",
+             "pretrain": "checkpoints are kept", "encode": "committed chunks are kept"}
 _BAD_INPUT = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
               IsADirectoryError, ImportError)  # ImportError: an optional dependency to install (named in the message)
 _HINT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|True|False|[-\w.]*\w|(?=[.,;]?(?:\s|$)))")
@@ -131,6 +132,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.product.cli",
     "eoembed.scaling.cli",
     "eoembed.projection_cli",
+    "eoembed.pixel.cli",
 )
 
 for _name in COMMAND_MODULES:
