@@ -35,6 +35,23 @@ def register(app: typer.Typer) -> None:
                                                     "columns are zero-padded, more are an error (NeuCo-Bench)."),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="Run name in results_summary.json "
                                                  "(default: the name of --out)."),
+        split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "
+                                  "(one fold: --test-ids) | group (--groups; 10% of groups held out per fold) | "
+                                  "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of lat/lon)."),
+        split_km: Optional[float] = typer.Option(None, "--split-km", help="spatial: block size in km (default: "
+                                                 "KMeans clusters of lat/lon)."),
+        split_clusters: Optional[int] = typer.Option(None, "--split-clusters", help="spatial without --split-km: "
+                                                     "number of KMeans clusters (default 20)."),
+        groups: Optional[str] = typer.Option(None, "--groups", help="group: a CSV 'id,<group>' (FILE.csv:COLUMN "
+                                             "picks a column) or a column name of --meta / the meta.csv beside "
+                                             "--labels."),
+        meta: Optional[Path] = typer.Option(None, "--meta", help="Per-sample table (CSV id,lat,lon,... or a sample "
+                                            "root with meta.csv) for --split spatial / --groups COLUMN (default: "
+                                            "the meta.csv beside the label folder)."),
+        train_ids: Optional[Path] = typer.Option(None, "--train-ids", help="fixed: text file of training ids, one "
+                                                 "per line (default: every labelled sample not in --test-ids)."),
+        test_ids: Optional[Path] = typer.Option(None, "--test-ids", help="fixed: text file of held-out ids, one per "
+                                                "line (e.g. a benchmark's official test split)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task.
@@ -49,8 +66,12 @@ def register(app: typer.Typer) -> None:
             check_in_path(config, option="--config", kind="file")
         if exclude_file is not None:
             check_in_path(exclude_file, option="--exclude-file", kind="file")
+        for opt, path in (("--meta", meta), ("--train-ids", train_ids), ("--test-ids", test_ids)):
+            if path is not None:
+                check_in_path(path, option=opt, kind="file" if opt != "--meta" else "any")
         check_out_path(out, option="--out")
         check_choice("--mode", mode, ("compat", "ridge"))
+        check_choice("--split", split, ("shuffle", "fixed", "group", "spatial"))
         check_choice("--metric", metric, ("neuco", "tessera"))
         check_device(device)
         from eoembed.bench import evaluate
@@ -58,11 +79,15 @@ def register(app: typer.Typer) -> None:
         task_list = [t for item in tasks for t in item.split(",") if t] if tasks else None
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
-                       config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment)
+                       config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment,
+                       split=split, split_km=split_km, split_clusters=split_clusters, groups=groups, meta=meta,
+                       train_ids=train_ids, test_ids=test_ids)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
         extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""
         typer.echo(f"overall_q_score={res.overall_q:.4f} overall_acc_score={res.overall_acc:.4f} "
                    f"dropped_no_label={rep['dropped_no_label']['count']} nan_filled_rows={rep['nan_filled']['rows']}"
                    f"{extra}")
+        sp = res.details["settings"]["split"]
+        typer.echo("split: " + ", ".join(f"{k}={v}" for k, v in sp.items() if k not in ("per_task", "unassigned")))
         typer.echo(f"written to {out}")
