@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
                                                  "(default: the name of --out)."),
         split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "
                                   "(one fold: --test-ids) | group (--groups; 10% of groups held out per fold) | "
-                                  "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of lat/lon)."),
+                                  "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of "
+                                  "lat/lon)."),
         split_km: Optional[float] = typer.Option(None, "--split-km", help="spatial: block size in km (default: "
                                                  "KMeans clusters of lat/lon)."),
         split_clusters: Optional[int] = typer.Option(None, "--split-clusters", help="spatial without --split-km: "

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eoembed.errors import DataError, DataFileNotFound, LabelError
+from eoembed.errors import DataError, DataFileNotFound
 
 SPLITS = ("shuffle", "fixed", "group", "spatial")
 TEST_SIZE = 0.1
@@ -234,8 +234,9 @@ def _group_folds(task: str, rows: np.ndarray, g: np.ndarray, folds: int, test_si
     n_g = len(uniq)
     n_test = math.ceil(test_size * n_g)
     if n_g < 2 or n_g - n_test < 1:
+        fix = "finer groups" if what == "group" else "smaller blocks (split_km=) or more clusters"
         raise DataError(f"Task {task!r}: its {len(rows)} samples fall in {n_g} {what}(s); a {what} split needs at "
-                        f"least 2 (one held out). Use {'smaller blocks (split_km=) or more clusters' if what != 'group' else 'finer groups'}.")
+                        f"least 2 (one held out). Use {fix}.")
     if math.comb(n_g, n_test) < folds:
         raise DataError(f"Task {task!r}: {n_g} {what}s give only {math.comb(n_g, n_test)} different test sets of "
                         f"{n_test} {what}(s), fewer than folds={folds}; use fewer folds (folds=/--folds) or more, "
@@ -333,12 +334,13 @@ def make_splits(ids, rows: dict | None = None, split: str = "shuffle", folds: in
                 raise DataError(f"{name}: {len(bad)} id(s) not among the {len(ids)} samples with an embedding and a "
                                 f"label: {_few(bad)}; check the ids (suffixes .zarr are stripped) or drop them.")
         if tr_set is not None and tr_set & te_set:
-            raise DataError(f"train_ids and test_ids share {len(tr_set & te_set)} id(s): {_few(sorted(tr_set & te_set))}"
-                            "; a sample is either trained on or held out.")
+            both = sorted(tr_set & te_set)
+            raise DataError(f"train_ids and test_ids share {len(both)} id(s): {_few(both)}; a sample is either "
+                            "trained on or held out.")
         is_te = np.isin(ids, list(te_set))
         is_tr = ~is_te if tr_set is None else np.isin(ids, list(tr_set))
-        info.update(folds=1, n_test_ids=len(te_set), n_train_ids=None if tr_set is None else len(tr_set),
-                    unassigned={})
+        info.update(folds=1, test_size=None, n_test_ids=len(te_set),
+                    n_train_ids=None if tr_set is None else len(tr_set), unassigned={})
         for t, r in rows.items():
             tr, te = r[is_tr[r]], r[is_te[r]]
             _check_fold(t, 0, tr, te, "fixed")
