@@ -72,8 +72,9 @@ def test_shuffle_folds_identical_to_neuco_shufflesplit(problem):
 
 def test_default_evaluate_unchanged_and_split_recorded(problem, tmp_path):
     X, ids, lab, _ = problem
-    a = evaluate(X, lab, ids=ids, folds=6, mode="ridge", progress=False, out=tmp_path / "a")
-    b = evaluate(X, lab, ids=ids, folds=6, mode="ridge", progress=False, split="shuffle")
+    kw = dict(ids=ids, folds=6, mode="ridge", progress=False, tasks=["linear", "spatial"])
+    a = evaluate(X, lab, out=tmp_path / "a", **kw)
+    b = evaluate(X, lab, split="shuffle", **kw)
     pd.testing.assert_frame_equal(a.per_task, b.per_task)
     rep = json.loads((tmp_path / "a" / "eoembed_report.json").read_text())
     assert rep["settings"]["split"]["strategy"] == "shuffle" and rep["settings"]["k_folds"] == 6
@@ -217,7 +218,7 @@ def test_groups_and_latlon_from_labels_dataframe_columns(problem):
     X, ids, lab, meta = problem
     lab2 = lab.join(meta)
     lab2.attrs["task_types"] = dict(lab.attrs["task_types"])
-    r = evaluate(X, lab2, ids=ids, folds=4, mode="ridge", progress=False, split="group", groups="region")
+    r = evaluate(X, lab2, ids=ids, folds=4, mode="compat", progress=False, split="group", groups="region")
     assert set(r.per_task.index) == set(lab.columns)      # region / lat / lon are not scored as tasks
     assert r.details["settings"]["split"]["sources"]["groups"] == "column 'region' of labels DataFrame columns"
 
@@ -238,7 +239,8 @@ def test_cli_split_flags(problem, tmp_path):
     meta[["region"]].reset_index().to_csv(tmp_path / "groups.csv", index=False)
     (tmp_path / "test.txt").write_text("\n".join(ids[:25]) + "\n")
     runner = CliRunner()
-    base = ["bench", str(tmp_path / "emb.csv"), "--labels", str(root / "labels"), "--mode", "ridge", "--no-progress"]
+    base = ["bench", str(tmp_path / "emb.csv"), "--labels", str(root / "labels"), "--mode", "ridge", "--no-progress",
+            "--tasks", "linear,spatial"]
     cases = {"spatial": ["--split", "spatial", "--split-km", "250", "--folds", "5"],
              "group": ["--split", "group", "--groups", str(tmp_path / "groups.csv"), "--folds", "5"],
              "fixed": ["--split", "fixed", "--test-ids", str(tmp_path / "test.txt")]}

@@ -15,8 +15,9 @@ def register(app: typer.Typer) -> None:
         embeddings: Path = typer.Argument(..., help="NeuCo embedding CSV (id,0..D-1)."),
         labels: Path = typer.Option(..., "--labels", help="Folder of <task>__<type>.csv label files."),
         out: Path = typer.Option(..., "--out", help="Output folder (results_summary.json, per-task JSON, CSV)."),
-        folds: Optional[int] = typer.Option(None, "--folds", help="Number of 90/10 ShuffleSplit folds "
-                                            "(default: the config's k_folds, else 40 as NeuCo-Bench)."),
+        folds: Optional[int] = typer.Option(None, "--folds", help="Number of folds (90/10 ShuffleSplit; group / "
+                                            "spatial: 10% of the groups / blocks held out each; default: the "
+                                            "config's k_folds, else 40 as NeuCo-Bench; --split fixed: one fold)."),
         mode: str = typer.Option("compat", "--mode", help="compat (NeuCo-Bench protocol) | ridge (NOT NeuCo-Bench)."),
         tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Tasks to run (repeat or comma-separate; "
                                                   "default: the config's task_filter, else all)."),
