@@ -200,7 +200,7 @@ def spatial_blocks(lat, lon, km: float) -> np.ndarray:
     centre = np.clip((band + 0.5) * km / deg_km - 90.0, -90.0, 90.0)
     ncol = np.maximum(1, np.floor(2 * math.pi * EARTH_RADIUS_KM * np.cos(np.radians(centre)) / km)).astype(np.int64)
     col = np.floor((np.mod(lon + 180.0, 360.0)) / (360.0 / ncol)).astype(np.int64) % ncol
-    return band * 10_000_000 + col
+    return band * (int(2 * math.pi * EARTH_RADIUS_KM / km) + 2) + col   # unique: col < that many cells
 
 
 def spatial_clusters(lat, lon, n_clusters: int, seed: int = 42) -> np.ndarray:
