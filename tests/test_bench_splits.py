@@ -235,24 +235,27 @@ def test_cli_split_flags(problem, tmp_path):
     emb.to_csv(tmp_path / "emb.csv", index=False)
     for t, kind in lab.attrs["task_types"].items():
         lab[t].dropna().rename("label").reset_index().to_csv(root / "labels" / f"{t}__{kind}.csv", index=False)
-    meta[["lat", "lon"]].reset_index().to_csv(root / "meta.csv", index=False)   # found beside the label folder
-    meta[["region"]].reset_index().to_csv(tmp_path / "groups.csv", index=False)
+    meta.reset_index().to_csv(root / "meta.csv", index=False)   # id,lat,lon,region: found beside the label folder
+    meta[["region", "lat"]].reset_index().to_csv(tmp_path / "groups.csv", index=False)
     (tmp_path / "test.txt").write_text("\n".join(ids[:25]) + "\n")
     runner = CliRunner()
     base = ["bench", str(tmp_path / "emb.csv"), "--labels", str(root / "labels"), "--mode", "ridge", "--no-progress",
             "--tasks", "linear,spatial"]
     cases = {"spatial": ["--split", "spatial", "--split-km", "250", "--folds", "5"],
-             "group": ["--split", "group", "--groups", str(tmp_path / "groups.csv"), "--folds", "5"],
+             "group": ["--split", "group", "--groups", f"{tmp_path / 'groups.csv'}:region", "--folds", "5"],
+             "group_column": ["--split", "group", "--groups", "region", "--folds", "5"],
              "fixed": ["--split", "fixed", "--test-ids", str(tmp_path / "test.txt")]}
     for name, flags in cases.items():
         r = runner.invoke(app, base + ["--out", str(tmp_path / name)] + flags)
         assert r.exit_code == 0, r.output
         rep = json.loads((tmp_path / name / "eoembed_report.json").read_text())
-        assert rep["settings"]["split"]["strategy"] == name
+        assert rep["settings"]["split"]["strategy"] == name.split("_")[0]
         assert set(json.loads((tmp_path / name / "results_summary.json").read_text())) == NEUCO_SUMMARY_KEYS
     assert rep["settings"]["k_folds"] == 1
     spatial = json.loads((tmp_path / "spatial" / "eoembed_report.json").read_text())["settings"]["split"]
     assert spatial["km"] == 250.0 and spatial["sources"]["latlon"].endswith("meta.csv")
+    scores = [pd.read_csv(tmp_path / n / "fold_scores.csv")["score"] for n in ("group", "group_column")]
+    pd.testing.assert_series_equal(*scores)          # FILE.csv:COLUMN and the meta.csv column: the same folds
     bad = runner.invoke(app, base + ["--out", str(tmp_path / "bad"), "--split", "spatia"])
     assert bad.exit_code != 0 and "spatial" in (bad.output + str(bad.exception))
 
