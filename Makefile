@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing eoembed and its stack into $(VENV) (first time: a few minutes)..."
 	@$(BIN)/pip install -q -e '.[ui,dev]' > $(VENV)/pip-install.log 2>&1 || { grep -v 'is ignored: it is neither' $(VENV)/pip-install.log | tail -40; exit 1; }
+	@$(BIN)/python -m widgets.assets || echo "offline basemap not fetched: maps work without land/country outlines (retry: $(BIN)/python -m widgets.assets)"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,7 +8,8 @@
    int8 embeddings of the demo-like generated sample (n=--n, --size px): a tiny random-weight CROMA (as the
    demo), the raw-band baseline, and every model of an optional --store (embedding store of that same
    sample, e.g. Presto with real weights: eoembed extract SAMPLE --model presto). Reports Q-bar and the
-   relative change. --analysis adds, per method, the Q-bar with Gaussian noise of the int8 error's per-feature
+   relative change, for the plain product and for a standardised one (write_product(standardize=True):
+   per-feature mean/std removed before the per-vector int8 scale). --analysis adds, per method, the Q-bar with Gaussian noise of the int8 error's per-feature
    size (is the change int8-specific?) and with int8 of feature-centred vectors (not the product format).
 Writes benchmarks/results/bench_product.json and prints a summary.
 
@@ -108,6 +109,11 @@ def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds
         t = time.perf_counter()
         r32 = evaluate(da, labels, folds=folds, mode="ridge", progress=False)
         r8 = evaluate(deq, labels, folds=folds, mode="ridge", progress=False)
+        from eoembed.product import write_product
+        std = write_product(da.drop_vars([c for c in da.coords if c not in ("sample", "feature")]),
+                            tmp / f"{name}_std.zarr", standardize=True, overwrite=True).embeddings.load()
+        std = da.copy(data=std.values)
+        r8s = evaluate(std, labels, folds=folds, mode="ridge", progress=False)
         dq = (r8.per_task["q_stat"] - r32.per_task["q_stat"]).abs()
         at = da.attrs
         weights = (at.get("weights") or ("random init" if str(at.get("random_weights")) == "True" else None)
@@ -118,6 +124,10 @@ def probe(sample_root: Path | None, store: Path | None, n: int, size: int, folds
                       "q_bar_change": float(r8.overall_q - r32.overall_q),
                       "q_bar_change_relative": float((r8.overall_q - r32.overall_q) / abs(r32.overall_q))
                       if r32.overall_q else None,
+                      "standardized_int8": {
+                          "cosine": cosine_stats(e, std.values), "q_bar": float(r8s.overall_q),
+                          "q_bar_change_relative": float((r8s.overall_q - r32.overall_q) / abs(r32.overall_q))
+                          if r32.overall_q else None},
                       "max_abs_task_q_change": float(dq.max()), "task_q_worst": str(dq.idxmax()),
                       "eval_s": time.perf_counter() - t}
         if analysis:  # is the change int8-specific? the same per-feature error size as Gaussian noise; centring
@@ -172,7 +182,8 @@ def main() -> None:
     for name, r in res_probe["methods"].items():
         print(f"{name:24s} d={r['dim']:4d} cosine mean {r['cosine']['mean']:.6f} min {r['cosine']['min']:.6f}; "
               f"Q-bar ridge float32 {r['q_bar_float32']:.3f} int8 {r['q_bar_int8']:.3f} "
-              f"(change {r['q_bar_change']:+.4f})")
+              f"(change {r['q_bar_change']:+.4f}); standardised int8 {r['standardized_int8']['q_bar']:.3f} "
+              f"(relative {r['standardized_int8']['q_bar_change_relative']:+.2%})")
         if "analysis" in r:
             x = r["analysis"]
             print(f"{'':24s} Q-bar with Gaussian noise of the same per-feature size "

@@ -30,7 +30,7 @@ EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_INTERNAL = 2, 130, 1
 #: Commands whose work is kept when interrupted, so re-running the same command continues it.
 RESUMABLE = {"sample": "existing sample files are kept", "extract": "committed chunks are kept",
              "train": "checkpoints are kept", "ablate": "finished runs are kept",
-             "demo": "finished steps are kept"}
+             "demo": "finished steps are kept", "sweep": "finished runs are kept"}
 _BAD_INPUT = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
               IsADirectoryError, ImportError)  # ImportError: an optional dependency to install (named in the message)
 _HINT = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|True|False|[-\w.]*\w|(?=[.,;]?(?:\s|$)))")
@@ -129,6 +129,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.bench.cli",
     "eoembed.pipeline_cli",
     "eoembed.product.cli",
+    "eoembed.scaling.cli",
+    "eoembed.projection_cli",
 )
 
 for _name in COMMAND_MODULES:

@@ -179,7 +179,7 @@ def test_embedding_dim_zero_pads_before_standardising(neuco_data):
 
 
 @pytest.mark.parametrize("cfg,match", [
-    ({"probe_type": "svm"}, "probe_type 'svm' is not supported"),
+    ({"probe_type": "svm"}, "probe_type svm needs `probe_params`"),
     ({"probe_type": "mlp"}, "probe_type 'mlp'"),
     ({"k_fold": 40}, r"unknown option\(s\) \['k_fold'\]"),
     ({"k_folds": 1}, "`k_folds` must be an integer >= 2"),
@@ -384,5 +384,8 @@ def test_neuco_sample_configs(neuco_data):
     res = evaluate(d / "emb.csv", d / "labels", config=configs / "sample_config_linear.yaml", folds=2, epochs=1,
                    progress=False)                                # the sample config with a quick override
     assert res.folds.groupby("task").size().to_dict() == {"bin": 2, "lin": 2}
-    with pytest.raises(DataError, match="probe_type 'svm' is not supported"):
-        evaluate(d / "emb.csv", d / "labels", config=configs / "sample_config_svm.yaml", progress=False)
+    svm = read_config(configs / "sample_config_svm.yaml")      # probe_type svm: eoembed.bench.svm
+    assert svm["probe_params"]["opt_params"]["n_iter"] == 50
+    svm["probe_params"]["opt_params"]["n_iter"] = 2
+    res = evaluate(d / "emb.csv", d / "labels", config=svm, folds=2, progress=False)
+    assert res.summary["config"]["probe_type"] == "svm" and res.details["settings"]["n_iter"] == 2

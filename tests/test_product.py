@@ -413,3 +413,63 @@ def test_quantize_store_groups(tmp_path):
 def test_cli_lists_the_product_commands():
     r = run_cli("--help")
     assert r.exit_code == 0 and "quantize" in r.output and "export-geotiff" in r.output, r.output
+
+
+# ------------------------------------------------------------------------------------- standardised products
+def test_standardized_product_keeps_low_variance_features(tmp_path):
+    """standardize=True: per-feature offset/scale stored, error bound per element in standardised units, prefixes
+    and regions still exact slices, and a nearly constant feature keeps its relative precision (plain int8
+    does not: its error is set by the vector's largest component)."""
+    rng = np.random.default_rng(11)
+    e = realistic(300, 24, seed=11)
+    e[:, 5] = 7.0 + 1e-3 * rng.normal(size=300).astype(np.float32)  # large mean, tiny spread
+    e[:, 6] = 2.5  # constant: scale 1, stored exactly as its offset
+    plain = write_product(e, tmp_path / "plain.zarr", ids=[f"s{i}" for i in range(300)])
+    std = write_product(e, tmp_path / "std.zarr", ids=[f"s{i}" for i in range(300)], standardize=True,
+                        feature_chunk=8)
+    assert std.standardized and not plain.standardized
+    off, fsc = std.ds["feature_offset"].values, std.ds["feature_scale"].values
+    np.testing.assert_allclose(off, e.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fsc[np.arange(24) != 6], e.std(0)[np.arange(24) != 6], rtol=1e-4)
+    assert fsc[6] == 1.0 and open_product(tmp_path / "std.zarr").ds.attrs["standardized"] == 1
+    deq = std.embeddings.values
+    z_err = np.abs((e - off) / fsc - std.codes.values * std.scales.values[:, None])
+    assert (z_err <= std.scales.values[:, None] / 2 * (1 + 1e-5) + 1e-6).all()
+    np.testing.assert_allclose(deq[:, 6], 2.5)
+    corr_std = np.corrcoef(deq[:, 5], e[:, 5])[0, 1]
+    corr_plain = np.corrcoef(plain.embeddings.values[:, 5], e[:, 5])[0, 1]
+    assert corr_std > 0.99 > corr_plain  # plain int8 steps (~max|e|/254) swamp a spread of 1e-3
+    assert cosine(deq, e).mean() >= 0.999
+    np.testing.assert_array_equal(std.prefix(10).embeddings.values, deq[:, :10])
+    np.testing.assert_array_equal(std.sel(["s3", "s1"]).embeddings.values, deq[[3, 1]])
+    assert "feature_offset" in std.ds.attrs["quantisation"]
+
+
+def test_standardized_grid_region_geotiff_and_cli(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    pytest.importorskip("rioxarray")
+    da = grid_array(40, 36, 10, seed=12)
+    prod = write_product(da, tmp_path / "g.zarr", crs="EPSG:32631", standardize=True, spatial_chunk=16)
+    full = prod.embeddings.values
+    bbox = (400_100, 4_999_700, 400_250, 4_999_900)
+    ys, xs = prod.ds.y.values, prod.ds.x.values
+    rows = (ys >= 4_999_700) & (ys <= 4_999_900)
+    cols = (xs >= 400_100) & (xs <= 400_250)
+    np.testing.assert_array_equal(prod.read_region(bbox).embeddings.values, full[rows][:, cols])
+    out = export_geotiff(prod, tmp_path / "g.tif", prefix=4)
+    with rasterio.open(out) as f:
+        tags = f.tags()
+        off = np.array(tags["feature_offset"].split(","), float)
+        fsc = np.array(tags["feature_scale"].split(","), float)
+        codes = f.read().astype(np.float64)
+    with rasterio.open(scales_path(out)) as f:
+        sc = f.read(1).astype(np.float64)
+    rebuilt = (codes * sc * fsc[:, None, None] + off[:, None, None]).transpose(1, 2, 0)
+    np.testing.assert_allclose(rebuilt, full[:, :, :4], rtol=1e-5, atol=1e-5)
+    e = realistic(30, 12, seed=13)
+    csv = tmp_path / "e.csv"
+    pd.DataFrame(e, index=pd.Index([f"p{i}" for i in range(30)], name="id")).to_csv(csv)
+    r = run_cli("quantize", csv, "--out", tmp_path / "c.zarr", "--standardize")
+    assert r.exit_code == 0, r.output
+    p = open_product(tmp_path / "c.zarr")
+    assert p.standardized and cosine(p.embeddings.values, e).min() > 0.99

@@ -36,6 +36,12 @@ def register(app: typer.Typer) -> None:
                                                     "columns are zero-padded, more are an error (NeuCo-Bench)."),
         experiment: Optional[str] = typer.Option(None, "--experiment", help="Run name in results_summary.json "
                                                  "(default: the name of --out)."),
+        probe: Optional[str] = typer.Option(None, "--probe", help="linear | svm (NeuCo-Bench's SVM probe; default: "
+                                            "the config's probe_type, else linear)."),
+        svm_select: str = typer.Option("max", "--svm-select", help="svm: max (NeuCo-Bench: per-fold maximum over "
+                                       "candidates) | inner (honest: chosen on inner splits of the training part)."),
+        svm_search: str = typer.Option("random", "--svm-search", help="svm: random (seeded sample of NeuCo-Bench's "
+                                       "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
         split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "
                                   "(one fold: --test-ids) | group (--groups; 10% of groups held out per fold) | "
                                   "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of "
@@ -56,7 +62,7 @@ def register(app: typer.Typer) -> None:
                                                 "line (e.g. a benchmark's official test split)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Evaluate embeddings with NeuCo-Bench linear probes and print Q per task.
+        """Evaluate embeddings with NeuCo-Bench linear (or, --probe svm, SVM) probes and print Q per task.
 
         --out is written like one NeuCo-Bench run folder (<output_dir>/<phase>/<experiment>): NeuCo-Bench's
         summarize_runs(output_dir, phase) reads it unchanged."""
@@ -75,6 +81,10 @@ def register(app: typer.Typer) -> None:
         check_choice("--mode", mode, ("compat", "ridge"))
         check_choice("--split", split, ("shuffle", "fixed", "group", "spatial"))
         check_choice("--metric", metric, ("neuco", "tessera"))
+        if probe is not None:
+            check_choice("--probe", probe, ("linear", "svm"))
+        check_choice("--svm-select", svm_select, ("max", "inner"))
+        check_choice("--svm-search", svm_search, ("random", "bayes"))
         check_device(device)
         from eoembed.bench import evaluate
 
@@ -82,8 +92,9 @@ def register(app: typer.Typer) -> None:
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
                        config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment,
-                       split=split, split_km=split_km, split_clusters=split_clusters, groups=groups, meta=meta,
-                       train_ids=train_ids, test_ids=test_ids)
+                       probe=probe, svm_select=svm_select, svm_search=svm_search, split=split, split_km=split_km,
+                       split_clusters=split_clusters, groups=groups, meta=meta, train_ids=train_ids,
+                       test_ids=test_ids)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
         extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""

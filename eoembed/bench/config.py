@@ -57,8 +57,8 @@ def read_config(config, where: str | None = None) -> dict:
     more are an error), ``standardize_embeddings``, ``normalize_labels``, ``output_fold_results`` (per-fold
     scores ``q_t`` in each <task>_result.json), ``task_filter`` (None or list of tasks), ``exclude_file`` (file of
     ids to leave out, one per line), and ``enable_plots`` / ``update_leaderboard`` / ``store_probes``, which must
-    be false. Any other key, a wrong type, or ``probe_type: svm`` (not implemented in eoembed yet) is a DataError
-    naming the option."""
+    be false. ``probe_type: svm`` takes NeuCo-Bench's SVM probe_params (checked by
+    :func:`eoembed.bench.svm.check_svm_params`). Any other key or a wrong type is a DataError naming the option."""
     if isinstance(config, (str, Path)):
         path = Path(config)
         where = where or repr(str(path))
@@ -81,15 +81,18 @@ def read_config(config, where: str | None = None) -> dict:
     unknown = [k for k in cfg if k not in known]
     if unknown:
         raise _fail(where, f"unknown option(s) {unknown}; known options: {sorted(known)}.")
-    if "probe_type" in cfg and cfg["probe_type"] != "linear":
-        if cfg["probe_type"] == "svm":
-            raise _fail(where, "probe_type 'svm' is not supported by eoembed yet (planned); use probe_type: "
-                               "linear, or run NeuCo-Bench itself for SVM probes.")
-        raise _fail(where, f"probe_type {cfg['probe_type']!r} is not supported; use 'linear'.")
+    if "probe_type" in cfg and cfg["probe_type"] not in ("linear", "svm"):
+        raise _fail(where, f"probe_type {cfg['probe_type']!r} is not supported; use 'linear' or 'svm'.")
     if "k_folds" in cfg:
         _check_int(where, "k_folds", cfg["k_folds"], 2)
     pp = cfg.get("probe_params")
-    if pp is not None:
+    if cfg.get("probe_type") == "svm":  # NeuCo-Bench's SVM probe (configs/sample_config_svm.yaml)
+        from eoembed.bench.svm import check_svm_params
+
+        if pp is None:
+            raise _fail(where, "probe_type svm needs `probe_params` (see NeuCo-Bench's sample_config_svm.yaml).")
+        cfg["probe_params"] = check_svm_params(pp, where)
+    elif pp is not None:
         if not isinstance(pp, Mapping):
             raise _fail(where, f"`probe_params` must be a mapping, got {type(pp).__name__}.")
         bad = [k for k in pp if k not in NEUCO_DEFAULTS["probe_params"]]

@@ -22,6 +22,7 @@ from eoembed.bench.splits import check_split_options, describe as describe_split
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
 MODES = ("compat", "ridge")
+PROBES = ("linear", "svm")
 MODE_NOTES = {
     "compat": "NeuCo-Bench linear-probe protocol (scores comparable with NeuCo-Bench).",
     "ridge": "NOT NeuCo-Bench: closed-form ridge / logistic probes with inner-CV penalty; not comparable "
@@ -205,7 +206,8 @@ def _check_task_names(tasks) -> None:
 def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat", seed: int = 42,
              epochs: int | None = None, tasks=None, out=None, device=None, ids=None, progress: bool = True,
              metric: str = "neuco", split_seed: int = 42, config=None, exclude_file=None,
-             embedding_dim: int | None = None, experiment: str | None = None, split: str = "shuffle",
+             embedding_dim: int | None = None, experiment: str | None = None, probe: str | None = None,
+             svm_select: str = "max", svm_search: str = "random", split: str = "shuffle",
              split_km: float | None = None, split_clusters: int | None = None, groups=None, train_ids=None,
              test_ids=None, meta=None) -> EvalResult:
     """Evaluate embeddings with linear probes on every labelled task, NeuCo-Bench style.
@@ -229,6 +231,12 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     eoembed_report.json, fold_scores.csv and (compat) epoch_scores.csv. experiment: the run's name in
     results_summary.json (default: the name of ``out``, as NeuCo-Bench's run folder name).
 
+    probe: "linear" | "svm" (default: the config's probe_type, else linear). "svm" (mode="compat" only) is
+    NeuCo-Bench's SVM probe (polynomial SVR/SVC, per-fold maximum over the searched candidates), see
+    :mod:`eoembed.bench.svm`; svm_search "random" (seeded sample of its search space) | "bayes" (skopt's sequence,
+    needs scikit-optimize); svm_select "max" (NeuCo-Bench) | "inner" (honest: chosen on inner splits of each
+    fold's training part; NOT NeuCo-Bench).
+
     Splits (any mode; :mod:`eoembed.bench.splits`; Q is computed the same way over the folds): ``split="shuffle"``
     (NeuCo-Bench: ``folds`` random 90/10 splits per task), ``"fixed"`` (one fold: ``test_ids`` held out, trained on
     ``train_ids`` or every other labelled sample; ids as a list or a text file), ``"group"`` (``groups``: a Series /
@@ -238,6 +246,8 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     meta.csv), the embeddings' sample coordinates, lat/lon columns of the labels DataFrame, or ROOT/meta.csv beside
     a label folder ROOT/labels). The strategy and its parameters are recorded in eoembed_report.json (settings.split).
     """
+    if probe is not None and probe not in PROBES:
+        raise DataError(f"probe={probe!r}; use one of {PROBES}.")
     if mode not in MODES:
         raise DataError(f"mode={mode!r}; use one of {MODES}.")
     if metric not in ("neuco", "tessera"):
@@ -253,6 +263,18 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
         _check_out(out)
     if experiment is not None and not str(experiment).strip():
         raise DataError("experiment=''; give a non-empty name, or None for the name of out.")
+    probe = probe or (st["user_config"] or {}).get("probe_type", "linear")
+    if probe == "svm":
+        from eoembed.bench import svm as _svm
+
+        if mode != "compat":
+            raise DataError(f"probe='svm' is NeuCo-Bench's SVM protocol and runs in mode='compat' only, not "
+                            f"mode={mode!r}; use mode='compat' (svm_select='inner' for the honest variant).")
+        if metric != "neuco":
+            raise DataError(f"probe='svm' scores with NeuCo-Bench's metrics only (metric='neuco'), not {metric!r}.")
+        if svm_select not in _svm.SELECTS or svm_search not in _svm.SEARCHES:
+            raise DataError(f"svm_select={svm_select!r}, svm_search={svm_search!r}; use svm_select in "
+                            f"{_svm.SELECTS} and svm_search in {_svm.SEARCHES}.")
     dev = _device(st["device"])
     prep = prepare(embeddings, labels, ids=ids, tasks=st["tasks"], standardize=st["standardize"],
                    scale_labels=st["normalize_labels"], exclude_file=st["exclude_file"],
@@ -264,13 +286,21 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     splits = _splits(prep, int(st["folds"]), split_seed, split, **split_opts, **split_in)
     st["folds"] = len(splits[prep.tasks[0]])
     st["split"] = {**describe_split(splits.info), "sources": split_src}
-    scores, hist = _run(prep, splits, mode, metric, int(st["epochs"]), seed, dev, progress,
-                        batch_size=int(st["batch_size"]), lr=float(st["learning_rate"]))
+    if probe == "svm":
+        svm_pp = _svm.probe_params_of(st["user_config"])
+        scores, svm_info = _svm.run(prep, splits, svm_pp, search=svm_search, select=svm_select, seed=seed,
+                                    split_seed=split_seed, device=dev, progress=progress)
+        hist = None
+    else:
+        scores, hist = _run(prep, splits, mode, metric, int(st["epochs"]), seed, dev, progress,
+                            batch_size=int(st["batch_size"]), lr=float(st["learning_rate"]))
     name = experiment if experiment is not None else (
         Path(out).name if out is not None else Path(embeddings).stem if isinstance(embeddings, (str, Path))
         else "eoembed")
     result = _assemble(prep, scores, hist, mode=mode, metric=metric, seed=seed, split_seed=split_seed,
                        settings=st, experiment=str(name))
+    if probe == "svm":
+        _svm.finish(result, svm_info, svm_pp, search=svm_search, select=svm_select, seed=seed)
     result.experiment = None if experiment is None else str(experiment)
     if out is not None:
         write_result(result, out)
@@ -343,7 +373,8 @@ def _task_result(result: EvalResult, task: str) -> dict:
     payload = {"q_stat": float(result.per_task.loc[task, "q_stat"]),
                "mean_score": float(result.per_task.loc[task, "mean_score"]),
                "std_dev": float(result.per_task.loc[task, "std_dev"]),
-               "hyperparamaters": dict(result.details["hyperparameters"])}  # sic: NeuCo-Bench's spelling
+               "hyperparamaters": dict(result.details.get("task_hyperparameters", {}).get(
+                   task, result.details["hyperparameters"]))}  # sic: NeuCo-Bench's spelling
     if result.details["settings"]["output_fold_results"]:
         payload["q_t"] = [float(v) for v in result.folds.loc[result.folds["task"] == task, "score"]]
     return payload
@@ -374,7 +405,8 @@ def write_result(result: EvalResult, out, experiment: str | None = None) -> Path
     (out / REPORT_FILE).write_text(json.dumps(result.details, indent=2))
     result.folds.to_csv(out / "fold_scores.csv", index=False)
     if result.history is not None:
-        result.history.to_csv(out / "epoch_scores.csv", index=False)
+        svm = "candidate" in result.history.columns
+        result.history.to_csv(out / ("candidate_scores.csv" if svm else "epoch_scores.csv"), index=False)
     return out
 
 

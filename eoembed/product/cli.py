@@ -33,6 +33,8 @@ def quantize(
                                                    "'fused' = all models concatenated)"),
     prefix: Optional[int] = typer.Option(None, help="keep only the first K dimensions"),
     nodata: str = typer.Option("error", help="error: NaN vectors are an error | mask: store all-NaN vectors as NaN"),
+    standardize: bool = typer.Option(False, help="quantise per-feature standardised vectors (keeps low-variance "
+                                                 "features' precision; offsets and scales are stored)"),
     overwrite: bool = typer.Option(False, help="replace OUT if it is an existing product"),
 ) -> None:
     """Write embeddings as an int8 product (int8 codes + one float32 scale per vector, Zarr)."""
@@ -41,7 +43,8 @@ def quantize(
     check_out_path(out, option="--out", exist_ok=overwrite)
     check_int("--prefix", prefix, 1, allow_none=True)
     check_choice("--nodata", nodata, ("error", "mask"))
-    prod = run(store_or_csv, out, model=model, prefix=prefix, nodata=nodata, overwrite=overwrite)
+    prod = run(store_or_csv, out, model=model, prefix=prefix, nodata=nodata, standardize=standardize,
+              overwrite=overwrite)
     sizes = ", ".join(f"{k} {v}" for k, v in prod.codes.sizes.items())
     typer.echo(f"wrote {out}: int8 {prod.kind} product ({sizes})")
 

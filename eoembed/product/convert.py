@@ -49,13 +49,14 @@ def _from_store(src: Path, model: str | None) -> tuple[Any, str]:
 
 
 def quantize(store_or_csv: Any, out: Any, model: str | None = None, prefix: int | None = None,
-             nodata: str = "error", overwrite: bool = False) -> Any:
+             nodata: str = "error", standardize: bool = False, overwrite: bool = False) -> Any:
     """Write the embeddings of an embedding store (emb.zarr; one ``model``, or "fused") or a NeuCo CSV
     (id,0..D-1) as an int8 product at ``out`` (:func:`write_product`, samples with their lat/lon when the store
     has them); return the opened :class:`Product`.
 
     prefix: keep only the first ``prefix`` dimensions (quantised with the scale of those dimensions). A
     multi-season model is flattened season-major (one vector, one scale per sample; described in attrs).
+    standardize: quantise per-feature standardised vectors (see :func:`write_product`).
     """
     import xarray as xr
     from eoembed.product.store import write_product
@@ -73,4 +74,5 @@ def quantize(store_or_csv: Any, out: Any, model: str | None = None, prefix: int 
             raise DataError(f"prefix={prefix} is larger than the embedding dimension {da.sizes['feature']} of "
                             f"{str(src)!r}; use prefix <= {da.sizes['feature']}.")
         da = da.isel(feature=slice(0, prefix))
-    return write_product(da, out, model=name, source=str(src), nodata=nodata, overwrite=overwrite)
+    return write_product(da, out, model=name, source=str(src), nodata=nodata, standardize=standardize,
+                         overwrite=overwrite)

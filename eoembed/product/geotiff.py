@@ -7,7 +7,9 @@ Two files, both COGs with the same grid, CRS and transform (when the product has
 
 The float embedding of a pixel is ``codes * scale`` - in QGIS: raster calculator ``"x@5" * "x.scales@1"``. The
 codes alone are already proportional to the embedding within each pixel (GeoTessera's int8 layout), so they
-can be viewed directly. A sidecar keeps the codes int8 (a GeoTIFF's bands share one data type).
+can be viewed directly. Standardised products (``standardize=True``) also carry, as metadata of ``out``,
+``feature_offset`` and ``feature_scale`` (comma-separated, one per band): band b's float value is
+``codes * scale * feature_scale[b] + feature_offset[b]``. A sidecar keeps the codes int8 (a GeoTIFF's bands share one data type).
 """
 from __future__ import annotations
 
@@ -69,10 +71,14 @@ def export_geotiff(product: Any, out: Any, bbox: Any = None, prefix: int | None 
         _check_regular(np.asarray(prod.ds[name].values, float), name)
     ds = prod.ds.load()
     drop = [c for c in ds.coords if c not in ("y", "x", "feature")]
-    codes = ds["codes"].drop_vars(drop).transpose("feature", "y", "x")
+    ds_codes = ds.drop_vars([v for v in ("feature_offset", "feature_scale") if v in ds])
+    codes = ds_codes["codes"].drop_vars(drop).transpose("feature", "y", "x")
     scales = ds["scales"].drop_vars(drop)
     codes = codes.assign_coords(feature=np.arange(1, codes.sizes["feature"] + 1)).rename(feature="band")
     codes.attrs = {"long_name": [f"emb_{i:03d}" for i in range(codes.sizes["band"])]}
+    if prod.standardized:
+        for name in ("feature_offset", "feature_scale"):
+            codes.attrs[name] = ",".join(f"{v:.9g}" for v in np.asarray(ds[name].values, np.float64))
     scales.attrs = {"long_name": "scale"}
     from rasterio.errors import RasterioError
     written = []
