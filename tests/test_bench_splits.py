@@ -302,3 +302,14 @@ def test_bad_split_inputs(problem):
         evaluate(X, lab, split="group", groups="county", meta=meta, **kw)
     with pytest.raises(DataError, match="too large|fewer than folds"):
         make_splits(prep.ids, prep.rows, "spatial", folds=40, km=4000, latlon=meta)
+
+
+def test_svm_probe_takes_the_spatial_folds(problem):
+    X, ids, lab, meta = problem
+    pp = {"C_start_end": [0.01, 10.0], "epsilon_list": [0.01, 0.1], "kernel_degree_list": [2, 3],
+          "kernel_gamma_start_end": [0.001, 0.1], "kernel_coef0_start_end": [-1, 2], "opt_params": {"n_iter": 3}}
+    r = evaluate(X, lab, ids=ids, folds=3, tasks=["linear"], split="spatial", split_km=250, meta=meta,
+                 progress=False, config={"probe_type": "svm", "k_folds": 3, "probe_params": pp})
+    sp = r.details["settings"]["split"]
+    assert sp["strategy"] == "spatial" and sp["km"] == 250 and r.details["settings"]["probe"] == "svm"
+    assert len(r.folds) == 3 and np.isfinite(r.overall_q)
