@@ -12,6 +12,9 @@ from .metrics import (
     tessera_score as tessera_score,
     z_scores as z_scores,
 )
+from .splits import (
+    make_splits as make_splits,
+)
 from .nulls import (
     null_control as null_control,
     NullControl as NullControl,

@@ -15,8 +15,9 @@ def register(app: typer.Typer) -> None:
         embeddings: Path = typer.Argument(..., help="NeuCo embedding CSV (id,0..D-1)."),
         labels: Path = typer.Option(..., "--labels", help="Folder of <task>__<type>.csv label files."),
         out: Path = typer.Option(..., "--out", help="Output folder (results_summary.json, per-task JSON, CSV)."),
-        folds: Optional[int] = typer.Option(None, "--folds", help="Number of 90/10 ShuffleSplit folds "
-                                            "(default: the config's k_folds, else 40 as NeuCo-Bench)."),
+        folds: Optional[int] = typer.Option(None, "--folds", help="Number of folds (90/10 ShuffleSplit; group / "
+                                            "spatial: 10% of the groups / blocks held out each; default: the "
+                                            "config's k_folds, else 40 as NeuCo-Bench; --split fixed: one fold)."),
         mode: str = typer.Option("compat", "--mode", help="compat (NeuCo-Bench protocol) | ridge (NOT NeuCo-Bench)."),
         tasks: Optional[list[str]] = typer.Option(None, "--tasks", help="Tasks to run (repeat or comma-separate; "
                                                   "default: the config's task_filter, else all)."),
@@ -41,6 +42,24 @@ def register(app: typer.Typer) -> None:
                                        "candidates) | inner (honest: chosen on inner splits of the training part)."),
         svm_search: str = typer.Option("random", "--svm-search", help="svm: random (seeded sample of NeuCo-Bench's "
                                        "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
+        split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "
+                                  "(one fold: --test-ids) | group (--groups; 10% of groups held out per fold) | "
+                                  "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of "
+                                  "lat/lon)."),
+        split_km: Optional[float] = typer.Option(None, "--split-km", help="spatial: block size in km (default: "
+                                                 "KMeans clusters of lat/lon)."),
+        split_clusters: Optional[int] = typer.Option(None, "--split-clusters", help="spatial without --split-km: "
+                                                     "number of KMeans clusters (default 20)."),
+        groups: Optional[str] = typer.Option(None, "--groups", help="group: a CSV 'id,<group>' (FILE.csv:COLUMN "
+                                             "picks a column) or a column name of --meta / the meta.csv beside "
+                                             "--labels."),
+        meta: Optional[Path] = typer.Option(None, "--meta", help="Per-sample table (CSV id,lat,lon,... or a sample "
+                                            "root with meta.csv) for --split spatial / --groups COLUMN (default: "
+                                            "the meta.csv beside the label folder)."),
+        train_ids: Optional[Path] = typer.Option(None, "--train-ids", help="fixed: text file of training ids, one "
+                                                 "per line (default: every labelled sample not in --test-ids)."),
+        test_ids: Optional[Path] = typer.Option(None, "--test-ids", help="fixed: text file of held-out ids, one per "
+                                                "line (e.g. a benchmark's official test split)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Evaluate embeddings with NeuCo-Bench linear (or, --probe svm, SVM) probes and print Q per task.
@@ -55,8 +74,12 @@ def register(app: typer.Typer) -> None:
             check_in_path(config, option="--config", kind="file")
         if exclude_file is not None:
             check_in_path(exclude_file, option="--exclude-file", kind="file")
+        for opt, path in (("--meta", meta), ("--train-ids", train_ids), ("--test-ids", test_ids)):
+            if path is not None:
+                check_in_path(path, option=opt, kind="file" if opt != "--meta" else "any")
         check_out_path(out, option="--out")
         check_choice("--mode", mode, ("compat", "ridge"))
+        check_choice("--split", split, ("shuffle", "fixed", "group", "spatial"))
         check_choice("--metric", metric, ("neuco", "tessera"))
         if probe is not None:
             check_choice("--probe", probe, ("linear", "svm"))
@@ -69,11 +92,15 @@ def register(app: typer.Typer) -> None:
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
                        config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment,
-                       probe=probe, svm_select=svm_select, svm_search=svm_search)
+                       probe=probe, svm_select=svm_select, svm_search=svm_search, split=split, split_km=split_km,
+                       split_clusters=split_clusters, groups=groups, meta=meta, train_ids=train_ids,
+                       test_ids=test_ids)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
         extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""
         typer.echo(f"overall_q_score={res.overall_q:.4f} overall_acc_score={res.overall_acc:.4f} "
                    f"dropped_no_label={rep['dropped_no_label']['count']} nan_filled_rows={rep['nan_filled']['rows']}"
                    f"{extra}")
+        sp = res.details["settings"]["split"]
+        typer.echo("split: " + ", ".join(f"{k}={v}" for k, v in sp.items() if k not in ("per_task", "unassigned")))
         typer.echo(f"written to {out}")

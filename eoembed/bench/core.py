@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import ShuffleSplit
 
 from eoembed import runtime
 from eoembed.checks import check_out_path, safe_name
@@ -19,6 +18,7 @@ from eoembed.bench.io import Prepared, prepare
 from eoembed.bench.metrics import q_score
 from eoembed.bench.probe import best_over_epochs, train_linear_probes
 from eoembed.bench.ridge import ridge_scores
+from eoembed.bench.splits import check_split_options, describe as describe_split, make_splits, split_inputs
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
 MODES = ("compat", "ridge")
@@ -79,18 +79,28 @@ def _device(device) -> torch.device:
         raise DataError(str(exc)) from None
 
 
-def _splits(prep: Prepared, folds: int, split_seed: int) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """NeuCo-Bench splits: ShuffleSplit(K, test_size=0.1, random_state) over each task's rows in label order."""
-    out = {}
+def _splits(prep: Prepared, folds: int, split_seed: int, split: str = "shuffle", **options):
+    """Folds per task over its rows in label order (:func:`eoembed.bench.splits.make_splits`); default NeuCo-Bench's
+    ShuffleSplit(K, test_size=0.1, random_state=split_seed). options: groups, train_ids, test_ids, km, n_clusters,
+    latlon."""
     for t in prep.tasks:
         rows = prep.rows[t]
-        if len(rows) < MIN_SAMPLES:
+        if split == "shuffle" and len(rows) < MIN_SAMPLES:
             raise LabelError(f"Task {t!r} has only {len(rows)} samples with both a label and an embedding; "
                              f"at least {MIN_SAMPLES} are needed for 90/10 splits (two held-out samples per fold). "
                              "Use more samples or leave the task out with tasks=.")
-        ss = ShuffleSplit(n_splits=folds, test_size=0.1, random_state=split_seed)
-        out[t] = [(rows[tr], rows[te]) for tr, te in ss.split(np.zeros(len(rows)))]
-    return out
+    return make_splits(prep.ids, {t: prep.rows[t] for t in prep.tasks}, split=split, folds=folds, seed=split_seed,
+                       **options)
+
+
+def _split_options(split, split_km, split_clusters, train_ids, test_ids, folds, groups=None) -> dict:
+    """make_splits options of evaluate's arguments (checked before any work)."""
+    check_split_options(split, km=split_km, n_clusters=split_clusters, train_ids=train_ids, test_ids=test_ids,
+                        groups=groups)
+    if split == "fixed" and folds not in (None, 1):
+        raise DataError(f"folds={folds!r} with split='fixed': a fixed split is one fold; leave folds unset.")
+    opts = {"km": split_km, "n_clusters": split_clusters, "train_ids": train_ids, "test_ids": test_ids}
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def _check_compat_labels(prep: Prepared) -> None:
@@ -197,7 +207,9 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
              epochs: int | None = None, tasks=None, out=None, device=None, ids=None, progress: bool = True,
              metric: str = "neuco", split_seed: int = 42, config=None, exclude_file=None,
              embedding_dim: int | None = None, experiment: str | None = None, probe: str | None = None,
-             svm_select: str = "max", svm_search: str = "random") -> EvalResult:
+             svm_select: str = "max", svm_search: str = "random", split: str = "shuffle",
+             split_km: float | None = None, split_clusters: int | None = None, groups=None, train_ids=None,
+             test_ids=None, meta=None) -> EvalResult:
     """Evaluate embeddings with linear probes on every labelled task, NeuCo-Bench style.
 
     embeddings: NeuCo CSV path | DataFrame (index or column ``id``) | xarray DataArray (sample, ...) | NumPy array
@@ -224,6 +236,15 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     :mod:`eoembed.bench.svm`; svm_search "random" (seeded sample of its search space) | "bayes" (skopt's sequence,
     needs scikit-optimize); svm_select "max" (NeuCo-Bench) | "inner" (honest: chosen on inner splits of each
     fold's training part; NOT NeuCo-Bench).
+
+    Splits (any mode; :mod:`eoembed.bench.splits`; Q is computed the same way over the folds): ``split="shuffle"``
+    (NeuCo-Bench: ``folds`` random 90/10 splits per task), ``"fixed"`` (one fold: ``test_ids`` held out, trained on
+    ``train_ids`` or every other labelled sample; ids as a list or a text file), ``"group"`` (``groups``: a Series /
+    dict {id: group}, a CSV file ``id,<group>`` or a column of ``meta`` / of the labels DataFrame; 10% of the
+    groups held out per fold), ``"spatial"`` (blocks of about ``split_km`` km, else ``split_clusters`` KMeans
+    clusters (default 20) of lat/lon, 10% held out per fold; lat/lon from ``meta`` (a table, CSV or sample root with
+    meta.csv), the embeddings' sample coordinates, lat/lon columns of the labels DataFrame, or ROOT/meta.csv beside
+    a label folder ROOT/labels). The strategy and its parameters are recorded in eoembed_report.json (settings.split).
     """
     if probe is not None and probe not in PROBES:
         raise DataError(f"probe={probe!r}; use one of {PROBES}.")
@@ -234,8 +255,10 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     for name, v in (("seed", seed), ("split_seed", split_seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise DataError(f"{name}={v!r}; use a non-negative integer (NeuCo-Bench: 42).")
-    st = _settings(config, folds=folds, epochs=epochs, tasks=tasks, device=device, exclude_file=exclude_file,
-                   embedding_dim=embedding_dim)
+    split_opts = _split_options(split, split_km, split_clusters, train_ids, test_ids, folds, groups)
+    labels, split_in, split_src = split_inputs(embeddings, labels, split=split, groups=groups, meta=meta)
+    st = _settings(config, folds=None if split == "fixed" else folds, epochs=epochs, tasks=tasks, device=device,
+                   exclude_file=exclude_file, embedding_dim=embedding_dim)
     if out is not None:
         _check_out(out)
     if experiment is not None and not str(experiment).strip():
@@ -260,7 +283,9 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
         _check_task_names(prep.tasks)
     if mode == "compat":
         _check_compat_labels(prep)
-    splits = _splits(prep, int(st["folds"]), split_seed)
+    splits = _splits(prep, int(st["folds"]), split_seed, split, **split_opts, **split_in)
+    st["folds"] = len(splits[prep.tasks[0]])
+    st["split"] = {**describe_split(splits.info), "sources": split_src}
     if probe == "svm":
         svm_pp = _svm.probe_params_of(st["user_config"])
         scores, svm_info = _svm.run(prep, splits, svm_pp, search=svm_search, select=svm_select, seed=seed,
@@ -322,7 +347,8 @@ def _assemble(prep, scores, hist, *, mode, metric, seed, split_seed, settings, e
         "neuco_compatible": mode == "compat" and metric == "neuco",
         "metric": metric,
         "experiment": experiment,
-        "settings": {"k_folds": int(st["folds"]), "test_size": 0.1, "split_seed": split_seed, "seed": seed,
+        "settings": {"k_folds": int(st["folds"]), "test_size": st.get("split", {}).get("test_size", 0.1),
+                     "split_seed": split_seed, "seed": seed, "split": st.get("split", {"strategy": "shuffle"}),
                      "epochs": int(st["epochs"]) if mode == "compat" else None,
                      "batch_size": int(st["batch_size"]) if mode == "compat" else None,
                      "learning_rate": float(st["learning_rate"]) if mode == "compat" else None,
@@ -386,21 +412,27 @@ def write_result(result: EvalResult, out, experiment: str | None = None) -> Path
 
 def label_fraction_curve(embeddings, labels, fractions=(0.01, 0.1, 0.3, 0.5, 1.0), folds: int = 10,
                          mode: str = "ridge", metric: str = "tessera", seed: int = 42, epochs: int = 10,
-                         tasks=None, ids=None, device=None, progress: bool = True) -> pd.DataFrame:
+                         tasks=None, ids=None, device=None, progress: bool = True, split: str = "shuffle",
+                         split_km: float | None = None, split_clusters: int | None = None, groups=None,
+                         train_ids=None, test_ids=None, meta=None) -> pd.DataFrame:
     """Scores when only a fraction of each fold's training labels is used (same held-out folds throughout).
 
     Returns a tidy DataFrame (task, fraction, fold, n_train, score); ``df.groupby(["task", "fraction"]).score
-    .mean()`` gives the curves. Default metric: TESSERA's (max(0, R^2) / chance-adjusted balanced accuracy)."""
+    .mean()`` gives the curves. Default metric: TESSERA's (max(0, R^2) / chance-adjusted balanced accuracy).
+    Split options as in :func:`evaluate` (``split="fixed"``: one fold, ``folds`` is not used)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}.")
     fr = [float(f) for f in fractions]
     if not fr or any(not 0 < f <= 1 for f in fr):
         raise ValueError(f"fractions must lie in (0, 1], got {fractions}.")
+    split_opts = _split_options(split, split_km, split_clusters, train_ids, test_ids, None, groups)
+    labels, split_in, split_src = split_inputs(embeddings, labels, split=split, groups=groups, meta=meta)
     prep = prepare(embeddings, labels, ids=ids, tasks=tasks)
     if mode == "compat":
         _check_compat_labels(prep)
     dev = _device(device)
-    base = _splits(prep, int(folds), 42)
+    base = _splits(prep, int(folds), 42, split, **split_opts, **split_in)
+    folds = len(base[prep.tasks[0]])
     sub = {}
     for t in prep.tasks:
         for fi, f in enumerate(fr):
@@ -437,4 +469,5 @@ def label_fraction_curve(embeddings, labels, fractions=(0.01, 0.1, 0.3, 0.5, 1.0
     df.attrs["mode"] = mode
     df.attrs["metric"] = metric
     df.attrs["precision"] = runtime.describe("float32")
+    df.attrs["split"] = {**describe_split(base.info), "sources": split_src}
     return df
