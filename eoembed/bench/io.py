@@ -46,9 +46,46 @@ def _frame_to_array(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarr
     if not cols:
         raise DataError(f"{source}: no embedding columns found; expected columns 'id,0,1,...,D-1'.")
     block = df[cols]
+    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+        return block.to_numpy(dtype=np.float64), ids, 0      # numeric columns: nothing to coerce
     check_numeric_cells(block, ids, source)  # text cells are an error, not silently NaN -> 0
     values = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     return values, ids, 0
+
+
+#: Cells pandas.read_csv reads as missing (its default na_values) and None (empty cell).
+_PANDAS_NA = np.array([None, "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"], dtype=object)
+
+
+def _read_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values float64 with NaN, raw ids) of a plain NeuCo CSV parsed by pyarrow (multi-threaded), or None when the
+    file is anything but a clean numeric table (compressed, ragged, duplicate or non-digit columns, text cells,
+    ...): the checked pandas reader then reads it and names what is wrong."""
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        tbl = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()}))
+    except Exception:  # noqa: BLE001 - any parse problem: the checked pandas reader explains it
+        return None
+    names = tbl.column_names
+    other = [c for c in names if c != "id"]
+    if names.count("id") != 1 or len(set(names)) != len(names) or not other or not all(c.isdigit() for c in other):
+        return None
+    cols = sorted(range(len(names)), key=lambda j: int(names[j]) if names[j] != "id" else -1)[1:]
+    if not all(pa.types.is_floating(tbl.schema.field(j).type) or pa.types.is_integer(tbl.schema.field(j).type)
+               for j in cols):
+        return None
+    ids = np.asarray(tbl.column("id").to_pylist(), dtype=object)
+    if np.isin(ids, _PANDAS_NA).any():   # pandas reads these ids as missing: its reader reports them
+        return None
+    values = np.empty((tbl.num_rows, len(cols)), dtype=np.float64)
+    for k, j in enumerate(cols):
+        values[:, k] = tbl.column(j).to_numpy(zero_copy_only=False)
+    return values, ids
 
 
 def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -62,10 +99,15 @@ def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]
         path = Path(embeddings)
         if not path.is_file():
             raise DataFileNotFound(f"Embedding file {path} does not exist; pass a NeuCo CSV with columns id,0..D-1.")
-        df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
-        if "id" not in df.columns:
-            raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
-        values, raw_ids, coerced = _frame_to_array(df, str(path))
+        fast = _read_csv_fast(path)
+        if fast is not None:
+            values, raw_ids = fast
+            coerced = 0
+        else:
+            df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
+            if "id" not in df.columns:
+                raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
+            values, raw_ids, coerced = _frame_to_array(df, str(path))
         info.update(source=str(path), non_numeric_cells=coerced)
     elif isinstance(embeddings, pd.DataFrame):
         values, raw_ids, coerced = _frame_to_array(embeddings, "embeddings DataFrame")
