@@ -274,21 +274,50 @@ def _select_tasks(lab: pd.DataFrame, tasks) -> list[str]:
     return tasks
 
 
+#: Above this many values the standardisation works in place and in row blocks (bounded extra memory).
+_BIG = 2**24
+
+
+def _std_blocked(X: np.ndarray, mu: float) -> float:
+    """Population std of all values around ``mu``, summed over row blocks of about 2^22 values (no full-size
+    temporary)."""
+    rows = max(1, 2**22 // max(1, X.shape[1]))
+    ss = 0.0
+    for a in range(0, X.shape[0], rows):
+        blk = X[a:a + rows] - mu
+        ss += float(np.einsum("ij,ij->", blk, blk))
+    return float(np.sqrt(ss / X.size))
+
+
 def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: bool,
-                 embedding_dim: int | None) -> tuple[np.ndarray, dict]:
+                 embedding_dim: int | None, owned: bool = False) -> tuple[np.ndarray, dict]:
     """Checked values, NaN/inf -> 0 (counted), zero-padded to ``embedding_dim``, one global scalar mean/std.
-    Returns (X float32, facts for the report)."""
+    Returns (X float32, facts for the report). owned: X may be modified in place (large inputs are then
+    standardised in place, with the std summed over row blocks)."""
     check_embedding_values(X, kept_ids, source)
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
-    n_inf = int(np.isinf(X).sum())
-    X = np.where(nan_mask, 0.0, X)
-    check_not_constant(X, source)
+    n_nan = int(nan_mask.sum())
+    n_inf = int(np.isinf(X).sum()) if n_nan else 0
+    big = owned and X.size > _BIG
+    if big:
+        if n_nan:
+            X[nan_mask] = 0.0
+    else:
+        X = np.where(nan_mask, 0.0, X)
+    del nan_mask
+    if X.size and float(X.max()) == float(X.min()):
+        check_not_constant(X, source)
     X, padded = _pad_to(X, embedding_dim, source)
-    mu, sigma = float(X.mean()), float(X.std())
+    mu = float(X.mean())
+    sigma = _std_blocked(X, mu) if big else float(X.std())
     if standardize:
-        X = (X - mu) / (sigma if sigma != 0 else 1.0)
-    facts = {"nan_rows": nan_rows, "nan_values": int(nan_mask.sum()), "inf_values": n_inf, "padded": padded,
+        if big:
+            X -= mu
+            X /= sigma if sigma != 0 else 1.0
+        else:
+            X = (X - mu) / (sigma if sigma != 0 else 1.0)
+    facts = {"nan_rows": nan_rows, "nan_values": n_nan, "inf_values": n_inf, "padded": padded,
              "mean": mu, "std": sigma}
     return np.ascontiguousarray(X, dtype=np.float32), facts
 
@@ -346,7 +375,10 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
                          f"label ids like {_listed(labelled_any[:3])}); check that both use the same sample ids.")
     dropped_ids = emb_ids[~keep]
     kept_ids = emb_ids[keep]
-    X, f = _standardise(values[keep], kept_ids, str(info.get("source")), standardize, embedding_dim)
+    kept = values[keep]                      # a copy: standardised in place when large
+    del values
+    X, f = _standardise(kept, kept_ids, str(info.get("source")), standardize, embedding_dim, owned=True)
+    del kept
     Y, Y_raw, per_task, no_embedding, rows = _task_labels(lab, kept_ids, tasks, all_types, order, scale_labels)
     report = {
         "source": info.get("source"),
