@@ -94,11 +94,10 @@ def test_index_arithmetic_past_2_31():
     # 11 tasks x 40 folds of a 100M-sample problem: 440 probes of 90M rows; blocks of one probe under 4 GiB
     blocks = engine.block_probes([90_000_000] * 440, [10_000_000] * 440, 1024, None, 4 * 2**30)
     assert sum(len(b) for b in blocks) == 440 and max(len(b) for b in blocks) == 2
-    # the padded held-out gather index of segments past 2^31
-    flat_off = np.array([0, 3, 2**31 + 3], dtype=np.int64)
-    idx, mask = engine._padded(np.zeros(0), np.array([0, 3, 5], dtype=np.int64))
+    # the padded held-out gather index of segments lying past 2^31 in the flat array
+    idx, mask = engine._padded(None, np.array([2**31, 2**31 + 3, 2**31 + 5], dtype=np.int64))
     assert idx.dtype == np.int64 and mask.sum() == 5
-    assert (flat_off[:-1, None] + np.arange(2)[None]).max() == 2**31 + 4
+    assert idx[mask].tolist() == [2**31 + k for k in range(5)]
 
 
 @pytest.mark.parametrize("n", [11, 12, 19, 20, 29, 30, 31, 99, 100, 101, 997, 2000, 4321])
