@@ -179,10 +179,11 @@ def main() -> None:
               "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
         return
     path = Path(args.out)
-    result = json.loads(path.read_text()) if path.is_file() else {}
     if not args.skip_speed:
-        result["speed"] = speed(args.neuco_src, args.speed_n, args.speed_dim, args.folds, args.epochs, args.repeats)
-        result["speed"]["machine"] = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), no GPU"
+        sp = speed(args.neuco_src, args.speed_n, args.speed_dim, args.folds, args.epochs, args.repeats)
+        sp["machine"] = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), no GPU"
+        result = json.loads(path.read_text()) if path.is_file() else {}  # read now: a parity run may have written
+        result["speed"] = sp
         path.write_text(json.dumps(result, indent=2))
     if args.skip_parity:
         print(f"wrote {path}")
@@ -229,6 +230,7 @@ def main() -> None:
     print(f"same test ids in every fold of every task: {same_splits}")
     print(table.round(3).to_string())
     print(f"NeuCo-Bench {np.mean(t_theirs):.1f} s per run, eoembed {np.mean(t_mine):.2f} s per run")
+    result = json.loads(path.read_text()) if path.is_file() else {}      # re-read: a speed run may have written
     result.update({"n": args.n, "dim": args.dim, "folds": args.folds, "epochs": args.epochs, "seeds": seeds,
                    "same_splits": bool(same_splits), "tasks": table.reset_index().to_dict(orient="records"),
                    "seconds_neuco_per_run": t_theirs, "seconds_eoembed_per_run": t_mine,

@@ -13,6 +13,11 @@ labels) is done once per epoch, vectorised. AdamW is element-wise, so the stacke
 update (one fused call when all probes have the same training size); probes whose epoch has fewer batches are
 masked out of the late steps. The held-out metric uses a sampled product over the held-out entries only.
 On GPU ("dense" kernels) the forward pass is one GEMM over all rows and the backward a scatter + GEMM.
+
+This is the torch engine (GPU, and CPU without numba). The default CPU path is the fused numba kernel of
+:mod:`eoembed.bench.engine`, whose ``train_linear_probes`` dispatches between them; both take probe p's initial
+weights and batch orders from its own generator (:class:`eoembed.bench.engine.ProbeDraws`), so both give the same
+scores (up to float32 rounding) for the same seed.
 """
 from __future__ import annotations
 
