@@ -17,7 +17,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +48,6 @@ lab.attrs["task_types"] = {t: "classification" if t == "random_cls" else "regres
 del latent
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 from eoembed.bench import evaluate
-from eoembed.bench.engine import train_linear_probes
 import eoembed.bench.core as core
 orig = core._run
 core._run = lambda *a, **k: orig(*a, **{**k, "block_size": block or None})
