@@ -5,8 +5,15 @@ needed only by its SVM probe, is stubbed when absent) with --seeds global seeds 
 the seed moves only torch's stream: probe init and batch order), and eoembed's ``evaluate`` with the same seeds.
 Checks that both use the same test ids in every fold of every task (NeuCo-Bench's own loaders and grouping vs
 eoembed's ``_splits``), and reports per task the Q of each side (mean and std over seeds) and their difference.
-Writes benchmarks/results/neuco_parity.json.
+
+Speed, side by side in the same run (``--speed-n`` x ``--speed-dim``, default 2,000 x 1,024, 5 tasks, K=40, same CSV,
+label folder and config): NeuCo-Bench's ``benchmark/main.py`` as a whole process (timed from outside) and its
+``evaluate`` inside that process (CSV read included), against ``eoembed bench`` as a whole process and eoembed's
+``evaluate`` in-process (CSV read included, imports done and the numba kernel compiled/cached, best of --repeats).
+Both ratios are reported. Without NeuCo-Bench's source (--neuco-src / $NEUCO_BENCH_SRC) the benchmark says so and
+stops. Writes benchmarks/results/neuco_parity.json.
 Usage: NEUCO_BENCH_SRC=/path/to/NeuCo-Bench python benchmarks/bench_neuco_parity.py [--n 600] [--dim 64] [--seeds 3]
+       [--speed-n 2000] [--speed-dim 1024] [--skip-parity] [--skip-speed]
 """
 from __future__ import annotations
 
@@ -64,6 +71,93 @@ RUNNER = NEUCO_PRELUDE + textwrap.dedent("""
     print("SECONDS", time.perf_counter() - t0)
 """)
 
+#: NeuCo-Bench's own benchmark/main.py as a whole process; its evaluate() is timed from inside.
+MAIN_RUNNER = NEUCO_PRELUDE + textwrap.dedent("""
+    import runpy, sys, time
+    from pathlib import Path
+    src = Path(sys.argv[1])
+    sys.path.insert(0, str(src / "benchmark"))
+    import evaluation.evaluation as ev
+    real = ev.evaluate
+    def timed(*a, **k):
+        t0 = time.perf_counter()
+        out = real(*a, **k)
+        print("SECONDS", time.perf_counter() - t0, flush=True)
+        return out
+    ev.evaluate = timed
+    sys.argv = [str(src / "benchmark" / "main.py")] + sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+""")
+
+
+def write_inputs(work: Path, n: int, dim: int, folds: int, epochs: int):
+    """The CSV, label folder and YAML config both sides read."""
+    import yaml
+    X, ids, lab = synthetic(n, dim)
+    rng = np.random.default_rng(1)
+    emb = pd.DataFrame(X, columns=[str(i) for i in range(dim)])
+    emb.insert(0, "id", ids)
+    emb.iloc[rng.permutation(len(emb))].to_csv(work / "emb.csv", index=False)
+    (work / "labels").mkdir()
+    for t, kind in lab.attrs["task_types"].items():            # each file lists its ids in its own order
+        col = lab[t].iloc[rng.permutation(len(lab))]
+        col = col.astype(int) if kind == "classification" else col
+        col.rename("label").reset_index().to_csv(work / "labels" / f"{t}__{kind}.csv", index=False)
+    cfg = {"k_folds": folds, "probe_type": "linear",
+           "probe_params": {"batch_size": 64, "epochs": epochs, "learning_rate": 0.001, "device": "cpu"},
+           "embedding_dim": None, "standardize_embeddings": True, "normalize_labels": True, "enable_plots": False,
+           "update_leaderboard": False, "store_probes": False, "output_fold_results": True, "task_filter": None}
+    (work / "cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return lab
+
+
+def speed(src: str, n: int, dim: int, folds: int, epochs: int, repeats: int) -> dict:
+    """Both ratios, NeuCo-Bench's code and eoembed side by side on the same inputs."""
+    work = Path(tempfile.mkdtemp(prefix="neuco_speed_"))
+    write_inputs(work, n, dim, folds, epochs)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", folds=2, epochs=1, device="cpu",
+             progress=False)                                       # imports done, kernel compiled / loaded
+    t_neuco_in, t_neuco_whole, t_in, t_whole, loads = [], [], [], [], []
+    for r in range(repeats):
+        loads.append(os.getloadavg()[0])
+        out = work / f"neuco_{r}"
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", MAIN_RUNNER, src, "--submission_file", str(work / "emb.csv"),
+                               "--annotation_path", str(work / "labels"), "--config", str(work / "cfg.yaml"),
+                               "--output_dir", str(out), "--phase", "p", "--method_name", "neuco"],
+                              capture_output=True, text=True)
+        t_neuco_whole.append(time.perf_counter() - t0)
+        if proc.returncode:
+            sys.exit(proc.stderr[-3000:])
+        t_neuco_in.append(float(proc.stdout.split("SECONDS")[-1].split()[0]))
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "eoembed.cli", "bench", str(work / "emb.csv"), "--labels",
+                               str(work / "labels"), "--out", str(work / f"eoembed_{r}"), "--config",
+                               str(work / "cfg.yaml"), "--device", "cpu", "--no-progress"],
+                              capture_output=True, text=True, env=env)
+        t_whole.append(time.perf_counter() - t0)
+        if proc.returncode:
+            sys.exit(proc.stderr[-3000:])
+        for _ in range(3):
+            t0 = time.perf_counter()
+            evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", device="cpu", progress=False)
+            t_in.append(time.perf_counter() - t0)
+        loads.append(os.getloadavg()[0])
+        print(f"speed run {r}: NeuCo-Bench main.py {t_neuco_whole[-1]:.1f} s (its evaluate {t_neuco_in[-1]:.1f} s); "
+              f"eoembed bench {t_whole[-1]:.2f} s, evaluate {min(t_in[-3:]):.2f} s", flush=True)
+    out = {"n": n, "dim": dim, "tasks": 5, "folds": folds, "epochs": epochs,
+           "seconds_neuco_main_py": t_neuco_whole, "seconds_neuco_evaluate": t_neuco_in,
+           "seconds_eoembed_bench_cli": t_whole, "seconds_eoembed_evaluate": t_in,
+           "ratio_in_process": min(t_neuco_in) / min(t_in), "ratio_whole_process": min(t_neuco_whole) / min(t_whole),
+           "ratio_in_process_median": float(np.median(t_neuco_in) / np.median(t_in)),
+           "ratio_whole_process_median": float(np.median(t_neuco_whole) / np.median(t_whole)),
+           "loadavg_1min": loads}
+    print(f"in-process: NeuCo-Bench evaluate {min(t_neuco_in):.1f} s vs eoembed evaluate {min(t_in):.2f} s = "
+          f"{out['ratio_in_process']:.0f}x; whole process: main.py {min(t_neuco_whole):.1f} s vs eoembed bench "
+          f"{min(t_whole):.2f} s = {out['ratio_whole_process']:.1f}x (best of {repeats}; 1-min load {loads})")
+    return out
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -73,28 +167,29 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=40)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--speed-n", type=int, default=2000)
+    ap.add_argument("--speed-dim", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=2, help="side-by-side speed runs (best kept)")
+    ap.add_argument("--skip-parity", action="store_true", help="only the speed ratios")
+    ap.add_argument("--skip-speed", action="store_true", help="only the score parity")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "neuco_parity.json"))
     args = ap.parse_args()
     if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
-        sys.exit("give NeuCo-Bench's source with --neuco-src or NEUCO_BENCH_SRC (a folder holding benchmark/main.py)")
-
-    X, ids, lab = synthetic(args.n, args.dim)
-    rng = np.random.default_rng(1)
+        print("SKIPPED: NeuCo-Bench's source is needed to run it side by side; give --neuco-src or NEUCO_BENCH_SRC "
+              "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
+        return
+    path = Path(args.out)
+    if not args.skip_speed:
+        sp = speed(args.neuco_src, args.speed_n, args.speed_dim, args.folds, args.epochs, args.repeats)
+        sp["machine"] = f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), no GPU"
+        result = json.loads(path.read_text()) if path.is_file() else {}  # read now: a parity run may have written
+        result["speed"] = sp
+        path.write_text(json.dumps(result, indent=2))
+    if args.skip_parity:
+        print(f"wrote {path}")
+        return
     work = Path(tempfile.mkdtemp(prefix="neuco_parity_"))
-    emb = pd.DataFrame(X, columns=[str(i) for i in range(args.dim)])
-    emb.insert(0, "id", ids)
-    emb.iloc[rng.permutation(len(emb))].to_csv(work / "emb.csv", index=False)
-    (work / "labels").mkdir()
-    for t, kind in lab.attrs["task_types"].items():            # each file lists its ids in its own order
-        col = lab[t].iloc[rng.permutation(len(lab))]
-        col = col.astype(int) if kind == "classification" else col
-        col.rename("label").reset_index().to_csv(work / "labels" / f"{t}__{kind}.csv", index=False)
-    import yaml
-    cfg = {"k_folds": args.folds, "probe_type": "linear",
-           "probe_params": {"batch_size": 64, "epochs": args.epochs, "learning_rate": 0.001, "device": "cpu"},
-           "embedding_dim": None, "standardize_embeddings": True, "normalize_labels": True, "enable_plots": False,
-           "update_leaderboard": False, "store_probes": False, "output_fold_results": True, "task_filter": None}
-    (work / "cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    lab = write_inputs(work, args.n, args.dim, args.folds, args.epochs)
 
     seeds = [42] + list(range(1, args.seeds))
     theirs, mine, t_theirs, t_mine = {}, {}, [], []
@@ -109,7 +204,8 @@ def main() -> None:
         (run,) = (out / "p").iterdir()
         theirs[s] = {t: json.loads((run / t / f"{t}_result.json").read_text())["q_stat"] for t in lab.columns}
         t0 = time.perf_counter()
-        res = evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", seed=s, progress=False)
+        res = evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", seed=s, progress=False,
+                       device="cpu")
         t_mine.append(time.perf_counter() - t0)
         mine[s] = res.per_task["q_stat"].to_dict()
 
@@ -134,11 +230,12 @@ def main() -> None:
     print(f"same test ids in every fold of every task: {same_splits}")
     print(table.round(3).to_string())
     print(f"NeuCo-Bench {np.mean(t_theirs):.1f} s per run, eoembed {np.mean(t_mine):.2f} s per run")
-    result = {"n": args.n, "dim": args.dim, "folds": args.folds, "epochs": args.epochs, "seeds": seeds,
-              "same_splits": bool(same_splits), "tasks": table.reset_index().to_dict(orient="records"),
-              "seconds_neuco_per_run": t_theirs, "seconds_eoembed_per_run": t_mine,
-              "neuco_commit": "a89ba06", "cpu_count": os.cpu_count(), "platform": platform.platform()}
-    Path(args.out).write_text(json.dumps(result, indent=2))
+    result = json.loads(path.read_text()) if path.is_file() else {}      # re-read: a speed run may have written
+    result.update({"n": args.n, "dim": args.dim, "folds": args.folds, "epochs": args.epochs, "seeds": seeds,
+                   "same_splits": bool(same_splits), "tasks": table.reset_index().to_dict(orient="records"),
+                   "seconds_neuco_per_run": t_theirs, "seconds_eoembed_per_run": t_mine,
+                   "neuco_commit": "a89ba06", "cpu_count": os.cpu_count(), "platform": platform.platform()})
+    path.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 
 

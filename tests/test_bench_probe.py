@@ -16,6 +16,7 @@ from torchmetrics.regression import R2Score
 from eoembed.bench.core import _run, _splits
 from eoembed.bench.io import prepare
 from eoembed.bench.metrics import q_score
+from eoembed.bench.engine import ProbeDraws, train_linear_probes as train_probes
 from eoembed.bench.probe import best_over_epochs, train_linear_probes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,11 +37,12 @@ def _problem(n=150, d=8, seed=0, sizes=(130, 100)):
 
 
 def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
-    """The same draws as the engine (init, per-epoch permutations), replayed through nn.Linear + AdamW."""
+    """The same draws as the engine (init, per-epoch permutations), replayed through nn.Linear + AdamW, one probe
+    after another: the straightforward per-fold implementation."""
     n, d = X.shape
     P = len(tr)
-    gen = torch.Generator().manual_seed(seed)
-    W0 = (torch.rand(P, d + 1, generator=gen) * 2 - 1) / math.sqrt(d)
+    draws = ProbeDraws(seed, np.arange(P), d, [len(r) for r in tr])
+    W0 = torch.as_tensor(draws.init())
     models, opts = [], []
     for p in range(P):
         lin = nn.Linear(d, 1)
@@ -52,7 +54,7 @@ def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
     Xt, Yt = torch.as_tensor(X), torch.as_tensor(Y, dtype=torch.float32)
     hist = np.zeros((P, epochs))
     for e in range(epochs):
-        orders = [torch.as_tensor(r)[torch.randperm(len(r), generator=gen)] for r in tr]
+        orders = [torch.as_tensor(r)[torch.as_tensor(q)] for r, q in zip(tr, draws.permutations())]
         for p in range(P):
             rows = orders[p]
             loss_fn = nn.BCEWithLogitsLoss() if is_cls[p] else nn.MSELoss()
@@ -69,23 +71,23 @@ def _replay(X, Y, tr, te, is_cls, epochs, seed, B=64):
     return hist
 
 
-@pytest.mark.parametrize("kernels", ["sparse", "dense"])
+@pytest.mark.parametrize("kernels", ["fused", "sparse", "dense"])
 @pytest.mark.parametrize("shape", [(150, (130, 100)), (30, (26, 20))])   # second: every batch is partial
 def test_engine_replays_adamw_exactly(kernels, shape):
     X, Y, tr, te = _problem(n=shape[0], sizes=shape[1])
     is_cls = np.array([False, True])
-    hist = train_linear_probes(X, Y, [0, 1], is_cls, tr, te, epochs=4, seed=7, kernels=kernels, progress=False)
+    hist = train_probes(X, Y, [0, 1], is_cls, tr, te, epochs=4, seed=7, kernels=kernels, progress=False)
     ref = _replay(X, Y, tr, te, is_cls, epochs=4, seed=7)
     np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("kernels", ["sparse", "dense"])
+@pytest.mark.parametrize("kernels", ["fused", "sparse", "dense"])
 @pytest.mark.parametrize("is_cls", [(False, False), (True, True), (False, True)])
 def test_engine_replays_adamw_equal_sizes(kernels, is_cls):
     """Equal training sizes (one fused AdamW call on the flat parameters), all-regression / all-binary / mixed."""
     X, Y, tr, te = _problem(n=150, sizes=(130, 130))
     is_cls = np.array(is_cls)
-    hist = train_linear_probes(X, Y[is_cls.astype(int)], [0, 1], is_cls, tr, te, epochs=3, seed=3,
+    hist = train_probes(X, Y[is_cls.astype(int)], [0, 1], is_cls, tr, te, epochs=3, seed=3,
                                kernels=kernels, progress=False)
     ref = _replay(X, Y[is_cls.astype(int)], tr, te, is_cls, epochs=3, seed=3)
     np.testing.assert_allclose(hist, ref, rtol=1e-4, atol=1e-4)

@@ -4,20 +4,19 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from eoembed import runtime
 from eoembed.checks import check_out_path, safe_name
 from eoembed.bench.config import NEUCO_DEFAULTS, read_config
+from eoembed.bench.engine import best_over_epochs, resolve_kernels, train_linear_probes
 from eoembed.bench.io import Prepared, prepare
 from eoembed.bench.metrics import q_score
-from eoembed.bench.probe import best_over_epochs, train_linear_probes
-from eoembed.bench.ridge import ridge_scores
 from eoembed.bench.splits import check_split_options, describe as describe_split, make_splits, split_inputs
 from eoembed.errors import DataError, DataFileNotFound, LabelError
 
@@ -71,12 +70,32 @@ def _json_safe(obj):
     return obj
 
 
-def _device(device) -> torch.device:
-    """eoembed.runtime.resolve_device, with the evaluation's error type."""
+def _cuda_possible() -> bool:
+    """False only when no CUDA GPU can be present (Linux without the NVIDIA driver): then torch is not imported."""
+    return "torch" in sys.modules or not sys.platform.startswith("linux") or os.path.exists("/proc/driver/nvidia")
+
+
+def _device(device):
+    """eoembed.runtime.resolve_device, with the evaluation's error type; "cpu" (a string, without importing torch)
+    for device "cpu", or None on a machine without a CUDA driver."""
+    if (device is None and not _cuda_possible()) or (isinstance(device, str) and device.strip() == "cpu"):
+        return "cpu"
+    from eoembed import runtime
     try:
         return runtime.resolve_device(device)
     except ValueError as exc:
         raise DataError(str(exc)) from None
+
+
+def _precision(device, mode: str) -> dict:
+    """What is recorded with results: float32 always; the numba version for the fused CPU kernel (no torch), else
+    :func:`eoembed.runtime.describe` (with torch's version)."""
+    if mode == "compat" and resolve_kernels(device) == "fused":
+        import numba
+        return {"precision": "float32", "meaning": "IEEE float32 (fused numba CPU kernel, eoembed.bench.engine)",
+                "numba": numba.__version__}
+    from eoembed import runtime
+    return runtime.describe("float32")
 
 
 def _splits(prep: Prepared, folds: int, split_seed: int, split: str = "shuffle", **options):
@@ -113,9 +132,9 @@ def _check_compat_labels(prep: Prepared) -> None:
 
 
 def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed: int, device, progress: bool,
-         threads: int | None = 1, batch_size: int = 64, lr: float = 1e-3):
-    """Scores (T, K) and, for compat, the per-epoch history (T, K, E). threads: CPU intra-op threads of the
-    compat probe engine (its default 1; None = leave torch's setting)."""
+         threads: int | None = None, batch_size: int = 64, lr: float = 1e-3, block_size: int | None = None):
+    """Scores (T, K) and, for compat, the per-epoch history (T, K, E). threads: CPU threads of the compat probe
+    engine (None: its default). block_size: probes per block (None: a memory budget; scores identical)."""
     tasks = prep.tasks
     K = len(splits[tasks[0]])
     if mode == "compat":
@@ -125,8 +144,9 @@ def _run(prep: Prepared, splits: dict, mode: str, metric: str, epochs: int, seed
         is_cls = np.array([prep.task_types[t] == "classification" for t in tasks])[task_of]
         hist = train_linear_probes(prep.X, prep.Y, task_of, is_cls, tr, te, epochs=epochs, seed=seed,
                                    device=device, metric=metric, progress=progress, threads=threads,
-                                   batch_size=batch_size, lr=lr)
+                                   batch_size=batch_size, lr=lr, block_size=block_size)
         return best_over_epochs(hist).reshape(len(tasks), K), hist.reshape(len(tasks), K, epochs)
+    from eoembed.bench.ridge import ridge_scores
     sp = [splits[t] for t in tasks]
     return ridge_scores(prep.X, prep.Y, prep.Y_raw, tasks, prep.task_types, sp, metric=metric, seed=seed,
                         device=device, progress=progress), None
@@ -286,6 +306,8 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     splits = _splits(prep, int(st["folds"]), split_seed, split, **split_opts, **split_in)
     st["folds"] = len(splits[prep.tasks[0]])
     st["split"] = {**describe_split(splits.info), "sources": split_src}
+    st["precision"] = _precision(dev, mode) if probe != "svm" else {"precision": "float64",
+                                                                   "meaning": "libsvm on float64 kernel matrices"}
     if probe == "svm":
         svm_pp = _svm.probe_params_of(st["user_config"])
         scores, svm_info = _svm.run(prep, splits, svm_pp, search=svm_search, select=svm_select, seed=seed,
@@ -358,7 +380,7 @@ def _assemble(prep, scores, hist, *, mode, metric, seed, split_seed, settings, e
                      "embedding_dim": st["embedding_dim"], "exclude_file": None if st["exclude_file"] is None
                      else str(st["exclude_file"]), "output_fold_results": bool(st["output_fold_results"])},
         "hyperparameters": hyper,
-        "precision": runtime.describe("float32"),   # probes always compute in full float32 (eoembed.runtime)
+        "precision": st.get("precision") or _precision("cpu", mode),   # probes always compute in float32
         "task_results": task_results,
         "report": report,
     }
@@ -459,6 +481,7 @@ def label_fraction_curve(embeddings, labels, fractions=(0.01, 0.1, 0.3, 0.5, 1.0
     else:
         for fi, f in enumerate(fr):
             sp = [sub[(t, fi)] for t in prep.tasks]
+            from eoembed.bench.ridge import ridge_scores
             sc = ridge_scores(prep.X, prep.Y, prep.Y_raw, prep.tasks, prep.task_types, sp, metric=metric,
                               seed=seed, device=dev, progress=progress)
             for i, t in enumerate(prep.tasks):
@@ -468,6 +491,6 @@ def label_fraction_curve(embeddings, labels, fractions=(0.01, 0.1, 0.3, 0.5, 1.0
     df.attrs["report"] = prep.report
     df.attrs["mode"] = mode
     df.attrs["metric"] = metric
-    df.attrs["precision"] = runtime.describe("float32")
+    df.attrs["precision"] = _precision(dev, mode)
     df.attrs["split"] = {**describe_split(base.info), "sources": split_src}
     return df

@@ -46,9 +46,46 @@ def _frame_to_array(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarr
     if not cols:
         raise DataError(f"{source}: no embedding columns found; expected columns 'id,0,1,...,D-1'.")
     block = df[cols]
+    if all(pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+        return block.to_numpy(dtype=np.float64), ids, 0      # numeric columns: nothing to coerce
     check_numeric_cells(block, ids, source)  # text cells are an error, not silently NaN -> 0
     values = block.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
     return values, ids, 0
+
+
+#: Cells pandas.read_csv reads as missing (its default na_values) and None (empty cell).
+_PANDAS_NA = np.array([None, "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"], dtype=object)
+
+
+def _read_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values float64 with NaN, raw ids) of a plain NeuCo CSV parsed by pyarrow (multi-threaded), or None when the
+    file is anything but a clean numeric table (compressed, ragged, duplicate or non-digit columns, text cells,
+    ...): the checked pandas reader then reads it and names what is wrong."""
+    if path.suffix.lower() != ".csv":
+        return None
+    try:
+        import pyarrow as pa
+        from pyarrow import csv as pacsv
+
+        tbl = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={"id": pa.string()}))
+    except Exception:  # noqa: BLE001 - any parse problem: the checked pandas reader explains it
+        return None
+    names = tbl.column_names
+    other = [c for c in names if c != "id"]
+    if names.count("id") != 1 or len(set(names)) != len(names) or not other or not all(c.isdigit() for c in other):
+        return None
+    cols = sorted(range(len(names)), key=lambda j: int(names[j]) if names[j] != "id" else -1)[1:]
+    if not all(pa.types.is_floating(tbl.schema.field(j).type) or pa.types.is_integer(tbl.schema.field(j).type)
+               for j in cols):
+        return None
+    ids = np.asarray(tbl.column("id").to_pylist(), dtype=object)
+    if np.isin(ids, _PANDAS_NA).any():   # pandas reads these ids as missing: its reader reports them
+        return None
+    values = np.empty((tbl.num_rows, len(cols)), dtype=np.float64)
+    for k, j in enumerate(cols):
+        values[:, k] = tbl.column(j).to_numpy(zero_copy_only=False)
+    return values, ids
 
 
 def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -62,10 +99,15 @@ def read_embeddings(embeddings, ids=None) -> tuple[np.ndarray, np.ndarray, dict]
         path = Path(embeddings)
         if not path.is_file():
             raise DataFileNotFound(f"Embedding file {path} does not exist; pass a NeuCo CSV with columns id,0..D-1.")
-        df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
-        if "id" not in df.columns:
-            raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
-        values, raw_ids, coerced = _frame_to_array(df, str(path))
+        fast = _read_csv_fast(path)
+        if fast is not None:
+            values, raw_ids = fast
+            coerced = 0
+        else:
+            df = read_csv_checked(path, "embedding CSV", dtype={"id": str})
+            if "id" not in df.columns:
+                raise DataError(f"{path}: the embedding CSV must contain a column 'id' (NeuCo format id,0..D-1).")
+            values, raw_ids, coerced = _frame_to_array(df, str(path))
         info.update(source=str(path), non_numeric_cells=coerced)
     elif isinstance(embeddings, pd.DataFrame):
         values, raw_ids, coerced = _frame_to_array(embeddings, "embeddings DataFrame")
@@ -232,21 +274,50 @@ def _select_tasks(lab: pd.DataFrame, tasks) -> list[str]:
     return tasks
 
 
+#: Above this many values the standardisation works in place and in row blocks (bounded extra memory).
+_BIG = 2**24
+
+
+def _std_blocked(X: np.ndarray, mu: float) -> float:
+    """Population std of all values around ``mu``, summed over row blocks of about 2^22 values (no full-size
+    temporary)."""
+    rows = max(1, 2**22 // max(1, X.shape[1]))
+    ss = 0.0
+    for a in range(0, X.shape[0], rows):
+        blk = X[a:a + rows] - mu
+        ss += float(np.einsum("ij,ij->", blk, blk))
+    return float(np.sqrt(ss / X.size))
+
+
 def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: bool,
-                 embedding_dim: int | None) -> tuple[np.ndarray, dict]:
+                 embedding_dim: int | None, owned: bool = False) -> tuple[np.ndarray, dict]:
     """Checked values, NaN/inf -> 0 (counted), zero-padded to ``embedding_dim``, one global scalar mean/std.
-    Returns (X float32, facts for the report)."""
+    Returns (X float32, facts for the report). owned: X may be modified in place (large inputs are then
+    standardised in place, with the std summed over row blocks)."""
     check_embedding_values(X, kept_ids, source)
     nan_mask = ~np.isfinite(X)
     nan_rows = nan_mask.any(axis=1)
-    n_inf = int(np.isinf(X).sum())
-    X = np.where(nan_mask, 0.0, X)
-    check_not_constant(X, source)
+    n_nan = int(nan_mask.sum())
+    n_inf = int(np.isinf(X).sum()) if n_nan else 0
+    big = owned and X.size > _BIG
+    if big:
+        if n_nan:
+            X[nan_mask] = 0.0
+    else:
+        X = np.where(nan_mask, 0.0, X)
+    del nan_mask
+    if X.size and float(X.max()) == float(X.min()):
+        check_not_constant(X, source)
     X, padded = _pad_to(X, embedding_dim, source)
-    mu, sigma = float(X.mean()), float(X.std())
+    mu = float(X.mean())
+    sigma = _std_blocked(X, mu) if big else float(X.std())
     if standardize:
-        X = (X - mu) / (sigma if sigma != 0 else 1.0)
-    facts = {"nan_rows": nan_rows, "nan_values": int(nan_mask.sum()), "inf_values": n_inf, "padded": padded,
+        if big:
+            X -= mu
+            X /= sigma if sigma != 0 else 1.0
+        else:
+            X = (X - mu) / (sigma if sigma != 0 else 1.0)
+    facts = {"nan_rows": nan_rows, "nan_values": n_nan, "inf_values": n_inf, "padded": padded,
              "mean": mu, "std": sigma}
     return np.ascontiguousarray(X, dtype=np.float32), facts
 
@@ -304,7 +375,10 @@ def prepare(embeddings, labels, ids=None, tasks=None, standardize: bool = True,
                          f"label ids like {_listed(labelled_any[:3])}); check that both use the same sample ids.")
     dropped_ids = emb_ids[~keep]
     kept_ids = emb_ids[keep]
-    X, f = _standardise(values[keep], kept_ids, str(info.get("source")), standardize, embedding_dim)
+    kept = values[keep]                      # a copy: standardised in place when large
+    del values
+    X, f = _standardise(kept, kept_ids, str(info.get("source")), standardize, embedding_dim, owned=True)
+    del kept
     Y, Y_raw, per_task, no_embedding, rows = _task_labels(lab, kept_ids, tasks, all_types, order, scale_labels)
     report = {
         "source": info.get("source"),

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
-from scipy.stats import rankdata
+
+if TYPE_CHECKING:  # torch and scipy are imported where used: `eoembed bench` needs neither
+    import torch
 
 
 # ----------------------------------------------------------------------------------------------- per task
@@ -24,6 +27,7 @@ def q_score(scores) -> float:
 # ----------------------------------------------------------------------------------------------- batched metrics
 def r2_batched(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """R^2 per row as torchmetrics.R2Score computes it (near-zero rss / tss rules, atol 1e-4)."""
+    import torch
     pred, y, m = pred.double(), y.double(), mask.double()
     n = m.sum(1)
     y0 = torch.where(mask, y, torch.zeros_like(y))
@@ -43,6 +47,7 @@ def f1_batched(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
     """Binary F1 per row as torchmetrics.BinaryF1Score on logits: a row whose outputs all lie in [0, 1] is
     taken as probabilities (threshold 0.5 on the raw output), otherwise sigmoid(logit) > 0.5, i.e. logit > 0.
     Zero division -> 0."""
+    import torch
     inside = ((logits >= 0) & (logits <= 1)) | ~mask
     as_prob = inside.all(1, keepdim=True)
     hard = torch.where(as_prob, logits > 0.5, logits > 0)
@@ -57,6 +62,7 @@ def f1_batched(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tor
 def balanced_accuracy_batched(pred_class: torch.Tensor, y_class: torch.Tensor, mask: torch.Tensor,
                               n_classes: int) -> torch.Tensor:
     """Balanced accuracy per row (mean recall over the classes present in the row's targets)."""
+    import torch
     recalls, present = [], []
     for c in range(n_classes):
         is_c = (y_class == c) & mask
@@ -127,6 +133,7 @@ def leaderboard(table: pd.DataFrame, nulls: Mapping | None = None) -> pd.DataFra
     each task is weighted by the std of Q across methods (ddof 1) normalised to sum 1 (equal weights for a single
     method); weighted_score = sum(rank * weight), lower is better; aggregated_rank ranks weighted_score.
     """
+    from scipy.stats import rankdata
     df = table.astype(float).T  # method x task
     tasks = list(df.columns)
     dropped = [m for m in df.index if df.loc[m].isna().any()]

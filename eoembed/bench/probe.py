@@ -13,6 +13,11 @@ labels) is done once per epoch, vectorised. AdamW is element-wise, so the stacke
 update (one fused call when all probes have the same training size); probes whose epoch has fewer batches are
 masked out of the late steps. The held-out metric uses a sampled product over the held-out entries only.
 On GPU ("dense" kernels) the forward pass is one GEMM over all rows and the backward a scatter + GEMM.
+
+This is the torch engine (GPU, and CPU without numba). The default CPU path is the fused numba kernel of
+:mod:`eoembed.bench.engine`, whose ``train_linear_probes`` dispatches between them; both take probe p's initial
+weights and batch orders from its own generator (:class:`eoembed.bench.engine.ProbeDraws`), so both give the same
+scores (up to float32 rounding) for the same seed.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eoembed import runtime
+from eoembed.bench.engine import ProbeDraws, best_over_epochs  # noqa: F401  (best_over_epochs: re-exported)
 from eoembed.bench.metrics import balanced_accuracy_batched, chance_adjusted, f1_batched, r2_batched
 
 BATCH_SIZE = 64
@@ -226,16 +232,14 @@ class _Epoch:
     idx: torch.Tensor | None = None
 
 
-def _epoch(lay: _Layout, gen: torch.Generator) -> _Epoch:
-    """A fresh shuffle per probe, as DataLoader(shuffle=True), drawn in the caller's probe order; the batches of all
-    probes are laid out step-major, (S, P*B) with probe p's batch in slots p*B .. p*B+B-1 (padding = row n)."""
+def _epoch(lay: _Layout, draws: ProbeDraws) -> _Epoch:
+    """A fresh shuffle per probe, as DataLoader(shuffle=True), from each probe's own generator
+    (:class:`eoembed.bench.engine.ProbeDraws`); the batches of all probes are laid out step-major, (S, P*B) with
+    probe p's batch in slots p*B .. p*B+B-1 (padding = row n)."""
     n, P, B, dev = lay.n, lay.P, lay.B, lay.device
-    perms = [None] * P
-    for q in range(P):
-        p = lay.pos_of[q]
-        perms[p] = torch.randperm(lay.lens[p], generator=gen, device=dev)
+    perms = draws.permutations()                                          # caller's probe order
     order_np = np.full(lay.n_steps * lay.PB, n, dtype=np.int64)
-    order_np[lay.dest] = lay.tr_cat[torch.cat(perms).cpu().numpy() + lay.tr_off]
+    order_np[lay.dest] = lay.tr_cat[np.concatenate([perms[q] for q in lay.srt]) + lay.tr_off]
     order_np = order_np.reshape(lay.n_steps, lay.PB)
     yrow_off = np.repeat(np.arange(P, dtype=np.int64) * (n + 1), B)      # row start in Yp of each slot's probe
     ep = _Epoch(order=torch.from_numpy(order_np).to(dev),
@@ -320,12 +324,10 @@ class _StackedAdamW:
     Probes of equal training size share a step count and are updated by one fused call; probes whose epoch has
     fewer batches are left out of the late steps."""
 
-    def __init__(self, lay: _Layout, gen: torch.Generator, lr: float, weight_decay: float) -> None:
+    def __init__(self, lay: _Layout, W0: np.ndarray, lr: float, weight_decay: float) -> None:
         dev, P, d = lay.device, lay.P, lay.d
-        bound = 1.0 / math.sqrt(d)
         self.W = torch.zeros(P, lay.dp, device=dev)
-        self.W[:, : d + 1] = ((torch.rand(P, d + 1, generator=gen, device=dev) * 2 - 1) * bound)[
-            torch.as_tensor(lay.srt)]
+        self.W[:, : d + 1] = torch.as_tensor(W0[lay.srt], device=dev)      # W0 in the caller's order
         self.m, self.v = torch.zeros_like(self.W), torch.zeros_like(self.W)
         self.t = torch.zeros(P, 1, device=dev)
         self.lr, self.wd = lr, weight_decay
@@ -382,7 +384,7 @@ def _heldout_logits(lay: _Layout, W: torch.Tensor) -> torch.Tensor:
 def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray], test_idx: list[np.ndarray],
                         epochs: int = 10, seed: int = 42, device=None, metric: str = "neuco",
                         batch_size: int = BATCH_SIZE, lr: float = LEARNING_RATE, weight_decay: float = WEIGHT_DECAY,
-                        kernels: str = "auto", progress: bool = True) -> np.ndarray:
+                        kernels: str = "auto", progress: bool = True, keys=None) -> np.ndarray:
     """Train P linear probes at once and return the held-out metric after every epoch, shape (P, epochs).
 
     X: (N, D) float32 (standardised); Y: (T, N) float labels (NaN where absent); task_of_probe: (P,) row of Y
@@ -390,7 +392,9 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     metric: "neuco" (R^2 / binary F1) or "tessera" (max(0, R^2) / chance-adjusted balanced accuracy).
     kernels: "sparse" (sampled dense-dense forward + CSR backward: least work, best on CPU), "dense" (GEMM over
     all rows + scatter/GEMM backward: best on GPU) or "auto" (sparse on CPU, dense elsewhere).
-    Computes at full float32 (eoembed.runtime), whatever torch's global matmul precision is.
+    Computes at full float32 (eoembed.runtime), whatever torch's global matmul precision is. Random draws: probe
+    p's own generator seeded by (seed, keys[p]) (:class:`eoembed.bench.engine.ProbeDraws`; default keys 0..P-1),
+    the same draws as the fused CPU kernel of :func:`eoembed.bench.engine.train_linear_probes`.
     """
     device = runtime.resolve_device(device if device is not None else "cpu")
     if kernels == "auto":
@@ -400,22 +404,16 @@ def train_linear_probes(X, Y, task_of_probe, is_cls, train_idx: list[np.ndarray]
     if metric not in ("neuco", "tessera"):
         raise ValueError(f"metric must be 'neuco' or 'tessera', not {metric!r}.")
     lay = _layout(X, Y, task_of_probe, is_cls, train_idx, test_idx, batch_size, device, kernels)
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed))
-    opt = _StackedAdamW(lay, gen, lr, weight_decay)
+    P = len(train_idx)
+    draws = ProbeDraws(seed, np.arange(P) if keys is None else keys, lay.d, [len(r) for r in train_idx])
+    opt = _StackedAdamW(lay, draws.init(), lr, weight_decay)
     ws = _Workspace(lay)
     gradient = _gradient_sparse if kernels == "sparse" else _gradient_dense
     history = torch.empty(lay.P, epochs, dtype=torch.float64)
     for epoch in tqdm(range(epochs), desc="probe epochs", disable=not progress, leave=False):
-        ep = _epoch(lay, gen)
+        ep = _epoch(lay, draws)
         for s in range(lay.n_steps):
             opt.step(gradient(lay, ep, ws, opt.W, s), s)
         history[:, epoch] = _epoch_metric(_heldout_logits(lay, opt.W), lay.y_te, lay.te_mask, lay.cls, metric).cpu()
     return history.numpy()[lay.pos_of]
 
-
-def best_over_epochs(history: np.ndarray) -> np.ndarray:
-    """Per-probe score = maximum over epochs (NaN epochs ignored, all-NaN -> NaN), as NeuCo-Bench keeps the best."""
-    h = np.where(np.isnan(history), -np.inf, history)
-    best = h.max(axis=1)
-    return np.where(np.isneginf(best) & np.isnan(history).all(axis=1), np.nan, best)

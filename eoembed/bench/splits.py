@@ -314,12 +314,11 @@ def make_splits(ids, rows: dict | None = None, split: str = "shuffle", folds: in
     out = Folds(info={"strategy": split})
     info = out.info
     if split == "shuffle":
-        from sklearn.model_selection import ShuffleSplit
+        from eoembed.bench.shuffle import shuffle_split  # sklearn's ShuffleSplit in NumPy (no sklearn import)
 
         info.update(folds=int(folds), test_size=test_size, seed=int(seed))
         for t, r in rows.items():
-            ss = ShuffleSplit(n_splits=folds, test_size=test_size, random_state=seed)
-            out[t] = [(r[tr], r[te]) for tr, te in ss.split(np.zeros(len(r)))]
+            out[t] = [(r[tr], r[te]) for tr, te in shuffle_split(len(r), folds, test_size, seed)]
         return out
     if split == "fixed":
         if test_ids is None:
