@@ -129,6 +129,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.bench.cli",
     "eoembed.pipeline_cli",
     "eoembed.product.cli",
+    "eoembed.serve_cli",
 )
 
 for _name in COMMAND_MODULES:

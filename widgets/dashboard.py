@@ -34,6 +34,7 @@ from typing import Any
 
 import pandas as pd
 
+from eoembed.errors import DataFileNotFound
 from widgets.selection import Selection
 
 #: (title, module, class) of every view, in page order; missing ones are shown as "not available".
@@ -46,11 +47,14 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("Ablation", "widgets.ablation", "AblationView"),
 )
 
+#: Default epochs of a training started from the dashboard (Q-bar every epoch).
+TRAIN_EPOCHS = 8
+
 #: Folder (inside the widgets package, git-ignored) that holds the generated JS bundles served by Panel.
 STATIC = Path(__file__).resolve().parent / "_static"
 
 
-class MissingResults(FileNotFoundError):
+class MissingResults(DataFileNotFound):
     """The results folder lacks what the dashboard needs (message names the file and the command that makes it)."""
 
 
@@ -312,7 +316,7 @@ def training_panel(results: Path, monitor_cls: Any = None) -> Any:
     """A card with epochs / Q-every inputs, a "Train" button and a live monitor fed by :class:`TrainingRun`."""
     import panel as pn
 
-    epochs = pn.widgets.IntInput(name="epochs", value=8, start=1, end=500, width=100)
+    epochs = pn.widgets.IntInput(name="epochs", value=TRAIN_EPOCHS, start=1, end=500, width=100)
     every = pn.widgets.IntInput(name="Q-bar every (epochs)", value=1, start=1, end=100, width=140)
     button = pn.widgets.Button(name="Train compressor", button_type="primary", width=160)
     status = pn.pane.Markdown("no training started in this session", name="train-status",
@@ -441,3 +445,12 @@ if __name__.startswith("bokeh_app"):  # `panel serve widgets/dashboard.py --args
     if len(sys.argv) < 2:
         raise SystemExit("usage: panel serve widgets/dashboard.py --args RESULTS")
     app(sys.argv[1])
+elif __name__ == "__main__":  # `python -m widgets.dashboard --prepare-static` (set-up, Binder's postBuild)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="eoembed dashboard set-up; serve with `eoembed serve RESULTS`.")
+    ap.add_argument("--prepare-static", action="store_true", help="copy the jupyter-leaflet bundle to "
+                    f"{STATIC} (done at every start anyway)")
+    if ap.parse_args().prepare_static:
+        prepare_static()
+        print(f"jupyter-leaflet bundle ready in {STATIC / 'npm'}")
