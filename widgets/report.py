@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -56,21 +57,19 @@ def _map(results: Path) -> Any:
 
 
 def _layouts(results: Path) -> list:
-    """Scatter plots of any cached 2-D layouts in ``results/layouts`` (csv/parquet with x and y columns)."""
+    """Scatter plots of the 2-D layouts cached in ``results/layouts`` (``eoembed.projection.open_layouts``)."""
     import holoviews as hv
 
+    try:
+        from eoembed.projection import open_layouts
+    except ImportError:  # the projection module is not there: no layouts to show
+        return []
     out = []
-    d = results / "layouts"
-    for f in sorted(d.glob("*")) if d.is_dir() else []:
-        try:
-            df = pd.read_parquet(f) if f.suffix == ".parquet" else pd.read_csv(f) if f.suffix == ".csv" else None
-        except Exception:  # noqa: BLE001 - an unreadable cache file is listed, not fatal
-            df = None
-        if df is None or not {"x", "y"} <= set(df.columns):
-            continue
-        vd = [c for c in df.columns if c not in ("x", "y")][:3]
-        out.append(hv.Points(df, ["x", "y"], vd).opts(tools=["hover"], size=4, width=420, height=360,
-                                                      title=f"2-D layout: {f.stem}"))
+    for name, lay in open_layouts(results).items():
+        df = pd.DataFrame(np.asarray(lay.values), columns=["x", "y"])
+        df["id"] = [str(i) for i in lay["sample"].values]
+        out.append(hv.Points(df, ["x", "y"], ["id"]).opts(tools=["hover"], size=4, width=420, height=360,
+                                                          title=f"2-D layout: {name}"))
     return out
 
 
@@ -114,5 +113,9 @@ def report(results: str | os.PathLike, out: str | os.PathLike | None = None) -> 
     lay = _layouts(results)
     if lay:
         items += [md("<h2>Embedding layouts</h2>"), hv.render(hv.Layout(lay).cols(2), backend="bokeh")]
-    out.write_text(file_html(column(*items), INLINE, title="eoembed report"), encoding="utf-8")
+    html = file_html(column(*items), INLINE, title="eoembed report")
+    # Panel (imported by HoloViews) registers its ES-module shim as a server-relative script; no model of this
+    # page needs it and from disk it is a missing file: drop such relative <script src="static/..."> tags.
+    html = re.sub(r'<script src="static/[^"]*"></script>\s*', "", html)
+    out.write_text(html, encoding="utf-8")
     return out
