@@ -35,11 +35,21 @@ pytest.importorskip("playwright.sync_api", reason="python playwright is not inst
 pytest.importorskip("panel", reason="the UI extra (panel) is not installed")
 from widgets.dashboard import TRAIN_EPOCHS as RUN_EPOCHS  # noqa: E402  (epochs of a dashboard training run)
 
-# Reads every ColumnDataSource holding a `val_mse` column: its id and epochs (the monitor's curves).
+# The epochs of every curve of the run monitor (under `.eoembed-training-monitor`), in drawing order: SVG points
+# carrying data-epoch/data-series (the SVG monitor), else Bokeh ColumnDataSources with an `epoch` column.
 JS_CURVES = """() => { const out = {};
+  const roots = []; const find = (n) => { if (n.shadowRoot) find(n.shadowRoot);
+    for (const c of n.children || []) { if (c.classList && c.classList.contains('eoembed-training-monitor')) roots.push(c);
+      find(c); } };
+  find(document.body);
+  const walk = (n) => { if (n.shadowRoot) walk(n.shadowRoot);
+    for (const c of n.children || []) { if (c.dataset && c.dataset.epoch !== undefined && c.dataset.series !== undefined) {
+        const s = c.dataset.series; (out[s] = out[s] || []).push(Number(c.dataset.epoch)); }
+      walk(c); } };
+  for (const r of roots) walk(r);
+  if (Object.keys(out).length) return out;
   for (const d of Bokeh.documents) for (const m of d._all_models.values())
-    if (m.data !== undefined && m.data.val_mse !== undefined && m.data.epoch !== undefined)
-      out[m.id] = Array.from(m.data.epoch);
+    if (m.data !== undefined && m.data.epoch !== undefined && m.data.val_mse !== undefined) out[m.id] = Array.from(m.data.epoch);
   return out; }"""
 
 

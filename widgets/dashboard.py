@@ -321,7 +321,7 @@ def training_panel(results: Path, monitor_cls: Any = None) -> Any:
     button = pn.widgets.Button(name="Train compressor", button_type="primary", width=160)
     status = pn.pane.Markdown("no training started in this session", name="train-status",
                               css_classes=["eoembed-train-status"])
-    holder = pn.Column(sizing_mode="stretch_width")
+    holder = pn.Column(sizing_mode="stretch_width", css_classes=["eoembed-training-monitor"])
     state: dict[str, Any] = {"run": None, "cb": None}
     if not (results / "emb.zarr").is_dir():
         button.disabled = True
