@@ -62,7 +62,9 @@ JS_TEXT = """(root) => { const parts = [];
 
 
 def make_results(out: Path, sample_root: Path) -> Path:
-    """A demo-like results folder: sample/, emb.zarr (presto, tiny, random), compress/history.csv (2 epochs)."""
+    """A demo-like results folder: sample/, emb.zarr (presto, tiny, random), compress/ (2-epoch Matryoshka
+    compressor, prefixes 8 and 16 of 32), embeddings.csv, and 2-D layouts (PCA: no UMAP compilation in tests)
+    when eoembed.projection is there."""
     from eoembed.compress import train_compressor
     from eoembed.data import open_cube, read_labels
     from eoembed.extract import extract
@@ -70,8 +72,13 @@ def make_results(out: Path, sample_root: Path) -> Path:
     shutil.copytree(sample_root, out / "sample")
     extract(open_cube(out / "sample"), models=["presto"], out=out / "emb.zarr", size="tiny", weights=None,
             progress=False)
-    train_compressor(out / "emb.zarr", read_labels(out / "sample" / "labels"), epochs=2, eval_every=1,
-                     out=out / "compress", out_dim=32, q_mode="ridge", q_folds=3, progress=False)
+    run = train_compressor(out / "emb.zarr", read_labels(out / "sample" / "labels"), epochs=2, eval_every=1,
+                           out=out / "compress", out_dim=32, q_mode="ridge", q_folds=3, progress=False,
+                           prefixes=(8, 16))
+    run.export(out / "embeddings.csv")
+    if importlib.util.find_spec("eoembed.projection") is not None:
+        from eoembed.projection import layouts
+        layouts(out, method="pca", prefixes=(8, 16), progress=False)
     return out
 
 
