@@ -136,7 +136,9 @@ def _layouts_step(out_p: Path, prefixes: Sequence[int] | None, progress: bool) -
         print(f"      skipped: eoembed.projection is not available here ({e}); the UMAP view computes layouts "
               "on first use instead")
         return
-    layouts(out_p, prefixes=tuple(prefixes or ()), progress=progress)
+    import inspect
+    extra = {"prefixes": tuple(prefixes or ())} if "prefixes" in inspect.signature(layouts).parameters else {}
+    layouts(out_p, progress=progress, **extra)
 
 
 def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,

@@ -77,8 +77,11 @@ def make_results(out: Path, sample_root: Path) -> Path:
                            prefixes=(8, 16))
     run.export(out / "embeddings.csv")
     if importlib.util.find_spec("eoembed.projection") is not None:
+        import inspect
+
         from eoembed.projection import layouts
-        layouts(out, method="pca", prefixes=(8, 16), progress=False)
+        extra = {"prefixes": (8, 16)} if "prefixes" in inspect.signature(layouts).parameters else {}
+        layouts(out, method="pca", progress=False, **extra)
     return out
 
 
