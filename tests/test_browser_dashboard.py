@@ -148,7 +148,7 @@ class Page:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-        self.page.goto(url)
+        self.page.goto(url, timeout=240_000)  # the first page builds the app: slow on a loaded machine
 
     def wait_rendered(self, timeout: float = 180_000) -> None:
         self.page.wait_for_function("window.Bokeh && Bokeh.documents.length > 0", timeout=timeout)

@@ -141,7 +141,7 @@ def _offline_extension() -> None:
     import panel as pn
     from panel.io.resources import CDN_DIST, CSS_URLS
 
-    pn.extension("ipywidgets")
+    pn.extension("ipywidgets", "tabulator")  # Panel serves both bundles itself (no CDN in server mode)
     # panel.io.ipywidget points IPyWidget.__css__ at font-awesome 4.5 on cdnjs; ipywidgets_bokeh's bundle already
     # carries font-awesome (CSS and fonts), so nothing is lost by dropping the CDN link.
     from ipywidgets_bokeh.widget import IPyWidget
