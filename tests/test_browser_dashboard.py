@@ -76,6 +76,13 @@ def make_results(out: Path, sample_root: Path) -> Path:
                            out=out / "compress", out_dim=32, q_mode="ridge", q_folds=3, progress=False,
                            prefixes=(8, 16))
     run.export(out / "embeddings.csv")
+    from eoembed.bench import evaluate  # the ablation view's scores (as `eoembed demo` writes them)
+    for name, emb in (("presto", out / "emb.zarr"), ("fused_ae", out / "embeddings.csv")):
+        if name == "presto":
+            from eoembed.extract import open_embeddings
+            emb = open_embeddings(out / "emb.zarr")["presto"]
+        evaluate(emb, read_labels(out / "sample" / "labels"), folds=3, mode="ridge", out=out / "bench" / "ridge" / name,
+                 progress=False)
     if importlib.util.find_spec("eoembed.projection") is not None:
         import inspect
 
