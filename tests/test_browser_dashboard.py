@@ -114,18 +114,19 @@ def server(results):
     proc = subprocess.Popen([sys.executable, "-m", "eoembed.cli", "serve", str(results), "--port", str(PORT),
                              "--no-show"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{PORT}/dashboard"
-    deadline = time.time() + 300  # generous: the first page builds the app (slow on a loaded 2-core machine)
-    while time.time() < deadline:
+    deadline = time.time() + 300  # generous: imports and the first page are slow on a loaded 2-core machine
+    while _free(PORT):  # wait until the port accepts connections
         if proc.poll() is not None:
             raise RuntimeError(f"eoembed serve exited: {(results.parent / 'serve.log').read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=120).read()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+        if time.time() > deadline:
+            proc.kill()
+            raise RuntimeError("eoembed serve did not listen within 300 s")
+        time.sleep(0.5)
+    try:  # one first page (builds every view once: warms imports and caches); never retried, which would pile up
+        urllib.request.urlopen(url, timeout=max(60.0, deadline - time.time() + 120)).read()
+    except OSError as e:
         proc.kill()
-        raise RuntimeError("eoembed serve did not answer within 300 s")
+        raise RuntimeError(f"eoembed serve did not answer {url}: {e}") from e
     yield url
     proc.terminate()
     try:
