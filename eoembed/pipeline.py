@@ -215,6 +215,12 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
 
     print(f"[5/7] evaluating the compressed embeddings ({csv})")
     compat["fused_ae"], results["fused_ae"], nulls["fused_ae"] = _score("fused_ae", csv, labels, folds, mode, out_p)
+    if prefixes:
+        from eoembed.compress import prefix_scores
+        ks = sorted({*prefixes, out_dim})
+        print(f"      Matryoshka prefixes {ks}: Q-bar of each prefix -> prefix_scores.csv")
+        prefix_scores(trained.embeddings, labels, prefixes=ks, baselines=(), mode=mode, folds=folds,
+                      progress=progress).to_csv(out_p / "prefix_scores.csv", index=False)
     table, z, board = compare(results, nulls=nulls)
     overall = pd.DataFrame({"Q-bar compat": {k: r.overall_q for k, r in compat.items()},
                             f"Q-bar {mode}": {k: r.overall_q for k, r in results.items()},

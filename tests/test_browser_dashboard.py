@@ -76,6 +76,9 @@ def make_results(out: Path, sample_root: Path) -> Path:
                            out=out / "compress", out_dim=32, q_mode="ridge", q_folds=3, progress=False,
                            prefixes=(8, 16))
     run.export(out / "embeddings.csv")
+    from eoembed.compress import prefix_scores  # as `eoembed demo` writes it (the prefix view reads it)
+    prefix_scores(run.embeddings, read_labels(out / "sample" / "labels"), prefixes=(8, 16, 32), baselines=(),
+                  folds=3).to_csv(out / "prefix_scores.csv", index=False)
     from eoembed.bench import evaluate  # the ablation view's scores (as `eoembed demo` writes them)
     for name, emb in (("presto", out / "emb.zarr"), ("fused_ae", out / "embeddings.csv")):
         if name == "presto":
