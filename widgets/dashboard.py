@@ -404,7 +404,10 @@ def dashboard(results: str | os.PathLike, selection: Selection | None = None) ->
         summary = (f" &middot; {s.get('n_samples')} samples, models {', '.join(s.get('models', []))}; selected "
                    f"epoch {s.get('selected_epoch')} (report Q-bar {s.get('fused_ae_q_report', float('nan')):.2f})")
     header = pn.pane.Markdown(f"## eoembed dashboard\n`{results.resolve()}`{summary}", sizing_mode="stretch_width")
-    grid = pn.GridBox(*cards, ncols=2, sizing_mode="stretch_width")
+    # Rows of two cards (not a GridBox: Bokeh's DataTable, used by the ablation view, failed to find its stylesheet
+    # inside a GridBox: "SlickGrid Cannot find stylesheet", blank page)
+    grid = pn.Column(*[pn.Row(*cards[i:i + 2], sizing_mode="stretch_width") for i in range(0, len(cards), 2)],
+                     sizing_mode="stretch_width")
     notes_pane = pn.pane.Markdown("\n".join(notes), css_classes=["eoembed-notes"]) if notes else None
     items = [header, _selection_pane(selection)] + ([notes_pane] if notes_pane else []) + [grid]
     col = pn.Column(*items, sizing_mode="stretch_width")
