@@ -216,12 +216,13 @@ def test_map_click_sets_the_shared_selection(page):
     from playwright.sync_api import expect
 
     page.wait_rendered()
-    markers = page.page.locator("path.leaflet-interactive")
-    markers.nth(0).click(force=True)
+    # sample markers (not the basemap's outline paths): blue until selected, then orange
+    markers = page.page.locator('.leaflet-container path.leaflet-interactive[stroke="#1f77b4"]')
+    markers.first.click(force=True)
     sel = page.page.locator(".eoembed-selection")  # playwright's CSS pierces Bokeh's shadow DOM
     expect(sel).to_contain_text("1 sample(s)", timeout=20_000)
     expect(sel).to_contain_text("(from map)")
-    markers.nth(1).click(force=True)
+    markers.first.click(force=True)  # the first still-unselected marker
     expect(sel).to_contain_text("2 sample(s)", timeout=20_000)
     if _available("widgets.umap"):
         # the UMAP view follows: some other (non-monitor) data source of the page now has 2 selected indices
