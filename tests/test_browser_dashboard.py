@@ -222,7 +222,8 @@ def test_map_click_sets_the_shared_selection(page):
     sel = page.page.locator(".eoembed-selection")  # playwright's CSS pierces Bokeh's shadow DOM
     expect(sel).to_contain_text("1 sample(s)", timeout=20_000)
     expect(sel).to_contain_text("(from map)")
-    markers.first.click(force=True)  # the first still-unselected marker
+    page.page.wait_for_selector('.leaflet-container path.leaflet-interactive[stroke="#ff7f0e"]', timeout=20_000)
+    markers.first.click(force=True)  # the first still-unselected (blue) marker, now another sample
     expect(sel).to_contain_text("2 sample(s)", timeout=20_000)
     if _available("widgets.umap"):
         # the UMAP view follows: some other (non-monitor) data source of the page now has 2 selected indices
