@@ -226,15 +226,16 @@ def test_map_click_sets_the_shared_selection(page):
     markers.first.click(force=True)  # the first still-unselected (blue) marker, now another sample
     expect(sel).to_contain_text("2 sample(s)", timeout=20_000)
     if _available("widgets.umap"):
-        # the UMAP view follows: some other (non-monitor) data source of the page now has 2 selected indices
-        page.page.wait_for_function("""() => { for (const d of Bokeh.documents) for (const m of d._all_models.values())
-            if (m.selected !== undefined && m.selected.indices && m.selected.indices.length == 2) return true;
-            return false; }""", timeout=20_000)
-        # and back: selecting one point in the UMAP data source reaches the shared selection and the map
+        # the UMAP view follows the map (its status line counts the selected points) ...
+        expect(page.page.locator(".eoembed-umap")).to_contain_text("2 selected", timeout=20_000)
+        # ... and back: a selection made in the UMAP plot (its points' data source, as a box/lasso does) reaches
+        # the shared selection and the map (exactly one orange marker)
         page.page.evaluate("""() => { for (const d of Bokeh.documents) for (const m of d._all_models.values())
-            if (m.selected !== undefined && m.selected.indices && m.selected.indices.length == 2) {
-              m.selected.indices = [m.selected.indices[0]]; return; } }""")
+            if (m.data !== undefined && m.data.x !== undefined && m.data.y !== undefined && m.data.id !== undefined
+                && m.selected !== undefined) { m.selected.indices = [0]; return; } }""")
         expect(sel).to_contain_text("1 sample(s)", timeout=20_000)
+        expect(page.page.locator('.leaflet-container path.leaflet-interactive[stroke="#ff7f0e"]')).to_have_count(
+            1, timeout=20_000)
     assert page.errors == [], page.errors
 
 
