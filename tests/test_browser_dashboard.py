@@ -227,7 +227,7 @@ def test_map_click_sets_the_shared_selection(page):
     expect(sel).to_contain_text("2 sample(s)", timeout=20_000)
     if _available("widgets.umap"):
         # the UMAP view follows the map (its status line counts the selected points) ...
-        expect(page.page.locator(".eoembed-umap")).to_contain_text("2 selected", timeout=20_000)
+        expect(page.page.locator(".eoembed-umap").first).to_contain_text("2 selected", timeout=20_000)
         # ... and back: a selection made in the UMAP plot (its points' data source, as a box/lasso does) reaches
         # the shared selection and the map (exactly one orange marker)
         page.page.evaluate("""() => { for (const d of Bokeh.documents) for (const m of d._all_models.values())
