@@ -6,6 +6,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.eoembed-installed
 DEMO_OUT ?= out/demo
+# `make demo` ends by serving the dashboard (URL printed; Ctrl-C stops it); DEMO_ARGS=--no-serve stops after the
+# results folder and its static report.html. DEMO_PORT picks the port.
+DEMO_ARGS ?=
+DEMO_PORT ?= 5006
 
 .PHONY: demo test test-slow test-all bench install clean
 
@@ -17,10 +21,14 @@ $(STAMP): pyproject.toml
 	@echo "installing eoembed and its stack into $(VENV) (first time: a few minutes)..."
 	@$(BIN)/pip install -q -e '.[ui,dev]' > $(VENV)/pip-install.log 2>&1 || { grep -v 'is ignored: it is neither' $(VENV)/pip-install.log | tail -40; exit 1; }
 	@$(BIN)/python -m widgets.assets || echo "offline basemap not fetched: maps work without land/country outlines (retry: $(BIN)/python -m widgets.assets)"
+	@# Browser tests drive Debian's Chromium (never `playwright install`); installed when absent (needs root).
+	@test -x /usr/bin/chromium || { echo "installing Debian chromium for the browser tests (apt-get)..."; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) > $(VENV)/apt-chromium.log 2>&1 \
+	  || echo "chromium not installed (see $(VENV)/apt-chromium.log): browser tests will be skipped"; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/eoembed demo $(DEMO_OUT)
+	$(BIN)/eoembed demo $(DEMO_OUT) --port $(DEMO_PORT) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest --nbmake tests notebooks

@@ -133,6 +133,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.scaling.cli",
     "eoembed.projection_cli",
     "eoembed.pixel.cli",
+    "eoembed.serve_cli",
 )
 
 for _name in COMMAND_MODULES:

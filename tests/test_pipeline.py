@@ -13,8 +13,10 @@ from eoembed.pipeline import demo, raw_band_features
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "demo"
     kw = dict(n=40, size=32, seed=1, models=("croma_base", "presto"), epochs=4, eval_every=2, folds=5,
-              out_dim=16, progress=False)
+              out_dim=16, progress=False, prefixes=(8,), layouts=False, report=False)
     summary = demo(str(out), **kw)
+    assert summary["prefixes"] == [8]  # the Matryoshka compressor: scored at its 8-d prefix too
+    assert all(pd.notna(row["q_report/k8"]) for row in summary["history"])
     assert set(summary["overall_q"]) == {"raw_bands", "croma_base", "presto", "fused_ae"}
     assert [row["epoch"] for row in summary["history"]] == [2, 4]
     assert all(pd.notna(row["q_select"]) and pd.notna(row["q_report"]) and row["val_mse"] > 0
