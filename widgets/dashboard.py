@@ -388,16 +388,15 @@ def dashboard(results: str | os.PathLike, selection: Selection | None = None) ->
         view, why = load_view(module, name, results, selection)
         if view is None:
             notes.append(f"- **{title}** not available: {why}")
-            cards.append(pn.Card(pn.pane.Alert(f"{title} not available: {why}", alert_type="warning"),
-                                 title=title, sizing_mode="stretch_width", css_classes=["eoembed-missing"]))
+            cards.append(_card(title, pn.pane.Alert(f"{title} not available: {why}", alert_type="warning"),
+                               css_classes=["eoembed-missing"]))
             continue
         body = [view]
         if name == "LiveHistory":
             monitor_cls = getattr(importlib.import_module(module), name)
             body = [pn.pane.Markdown("Stored history (`compress/history.csv`):"), view,
                     pn.pane.Markdown("### New training run"), training_panel(results, monitor_cls)]
-        cards.append(pn.Card(*body, title=title, sizing_mode="stretch_width", min_width=440,
-                             css_classes=["eoembed-view", "eoembed-view-" + name.lower()]))
+        cards.append(_card(title, *body, css_classes=["eoembed-view", "eoembed-view-" + name.lower()]))
     summary = ""
     if (results / "demo_summary.json").is_file():
         s = json.loads((results / "demo_summary.json").read_text())
@@ -413,6 +412,16 @@ def dashboard(results: str | os.PathLike, selection: Selection | None = None) ->
     col = pn.Column(*items, sizing_mode="stretch_width")
     col.selection = selection  # for scripts and tests
     return col
+
+
+def _card(title: str, *body: Any, css_classes: list[str]) -> Any:
+    """A titled, framed column. Not ``pn.Card``: Bokeh 3.9's DataTable (prefix and ablation views) inside a Card
+    throws "SlickGrid Cannot find stylesheet" in Chromium and blanks the whole page (checked with a one-table app)."""
+    import panel as pn
+
+    return pn.Column(pn.pane.Markdown(f"### {title}", margin=(0, 10)), *body, sizing_mode="stretch_width",
+                     min_width=440, css_classes=css_classes,
+                     styles={"border": "1px solid #e0e0e0", "border-radius": "4px", "padding": "4px"})
 
 
 def app(results: str | os.PathLike) -> None:

@@ -14,7 +14,7 @@ from .data import (
     worldcereal_cube_series as worldcereal_cube_series,
     worldcereal_pixel_series as worldcereal_pixel_series,
 )
-from .encode import (
+from .buckets import (
     BUCKETS as BUCKETS,
     bucket_length as bucket_length,
     encode as encode,
@@ -31,7 +31,7 @@ from .encoder import (
     SIZES as SIZES,
     sizes as sizes,
 )
-from .pretrain import (
+from .training import (
     band_stats as band_stats,
     barlow_twins_loss as barlow_twins_loss,
     BarlowTwins as BarlowTwins,

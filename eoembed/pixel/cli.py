@@ -46,7 +46,7 @@ def pretrain(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Pretrain a pixel encoder with Barlow Twins on PIXELS (eoembed.pixel.pretrain); resumable."""
-    from eoembed.pixel.pretrain import pretrain as run
+    from eoembed.pixel.training import pretrain as run
 
     _check_pixels(pixels)
     check_out_path(out, option="--out")
@@ -83,7 +83,7 @@ def encode(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Embed PIXELS with a pretrained pixel encoder using adaptive buckets (eoembed.pixel.encode)."""
-    from eoembed.pixel.encode import encode as run
+    from eoembed.pixel.buckets import encode as run
 
     check_in_path(encoder, option="ENCODER")
     _check_pixels(pixels)

@@ -129,8 +129,8 @@ def pretrain_and_score(config: Mapping[str, Any]) -> dict[str, Any]:
     ``n_eval_pixels``, ``precision``, ``seconds`` (wall time of pretraining + scoring).
     """
     from eoembed.pixel.data import as_series
-    from eoembed.pixel.encode import encode
-    from eoembed.pixel.pretrain import pretrain
+    from eoembed.pixel.buckets import encode
+    from eoembed.pixel.training import pretrain
 
     t0 = time.perf_counter()
     cfg = dict(config)

@@ -17,7 +17,7 @@ from .plot import (
     plot_isoflop as plot_isoflop,
     plot_loss_vs_score as plot_loss_vs_score,
 )
-from .sweep import (
+from .runner import (
     expand_grid as expand_grid,
     read_sweep as read_sweep,
     resolve_run_fn as resolve_run_fn,

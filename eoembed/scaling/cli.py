@@ -35,7 +35,7 @@ def sweep(
     on_error: str = typer.Option("raise", help="raise | record (go on after a failed run)"),
 ) -> None:
     """Run one pretraining run per config of GRID; rows are appended to OUT/sweep.parquet (resumable)."""
-    from eoembed.scaling.sweep import ON_ERROR, SweepError, sweep as run
+    from eoembed.scaling.runner import ON_ERROR, SweepError, sweep as run
     check_choice("--on-error", on_error, ON_ERROR)
     check_out_path(out, option="--out")
     try:
@@ -65,7 +65,7 @@ def scaling_laws(
     import pandas as pd
 
     from eoembed.scaling.fit import NAN_POLICIES, loss_score_correlation, scaling_laws as run
-    from eoembed.scaling.sweep import read_sweep
+    from eoembed.scaling.runner import read_sweep
     check_choice("--nan-policy", nan_policy, NAN_POLICIES)
     check_int("--n-boot", n_boot, 0)
     df = read_sweep(table)

@@ -52,7 +52,7 @@ def _ids(df: pd.DataFrame, mask: Any) -> str:
 def _as_table(table: Any) -> Any:
     """A sweep folder or table file read with :func:`eoembed.scaling.read_sweep`; anything else as it is."""
     if isinstance(table, (str, os.PathLike)):
-        from eoembed.scaling.sweep import read_sweep
+        from eoembed.scaling.runner import read_sweep
         return read_sweep(table)
     return table
 

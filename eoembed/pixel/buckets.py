@@ -147,7 +147,7 @@ def encode(encoder: PixelEncoder | str | os.PathLike, pixels: Any, *, out: str |
     from eoembed import __version__
     from eoembed.checks import check_int
     from eoembed.extract import store as st
-    from eoembed.pixel.pretrain import load_encoder
+    from eoembed.pixel.training import load_encoder
 
     check_int("batch_size", batch_size, 1)
     check_int("chunk_size", chunk_size, 1)
