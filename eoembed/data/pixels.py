@@ -12,6 +12,7 @@ An ``xr.Dataset`` with dims ``("pixel", "time", "band")``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,18 @@ from eoembed.errors import DataError
 #: Day of year of each season's mid-point (15 Apr, 15 Jul, 15 Oct, 15 Jan).
 SEASON_DOY: dict[str, int] = {"MAM": 105, "JJA": 196, "SON": 288, "DJF": 15}
 
+
+
+def attach_labels(ds: xr.Dataset, labels: Any) -> None:
+    """Add one ``pixel`` variable per column of ``labels`` (a table with one row per pixel) to ``ds``, in place."""
+    if labels is None:
+        return
+    lab = pd.DataFrame(labels)
+    n = ds.sizes["pixel"]
+    if len(lab) != n:
+        raise DataError(f"labels have {len(lab)} rows but there are {n} pixels; give one row per pixel.")
+    for c in lab.columns:
+        ds[str(c)] = ("pixel", lab[c].to_numpy())
 
 def make_pixels(values: np.ndarray, valid: np.ndarray | None, band_keys: Sequence[str], doy: np.ndarray,
                 ids: Sequence[str], lat: np.ndarray | None = None, lon: np.ndarray | None = None,
@@ -53,12 +66,7 @@ def make_pixels(values: np.ndarray, valid: np.ndarray | None, band_keys: Sequenc
                 "lon": ("pixel", nan if lon is None else np.asarray(lon, np.float64))},
         attrs=dict(attrs or {}),
     )
-    if labels is not None:
-        lab = pd.DataFrame(labels)
-        if len(lab) != n:
-            raise DataError(f"labels have {len(lab)} rows but there are {n} pixels; give one row per pixel.")
-        for c in lab.columns:
-            ds[str(c)] = ("pixel", lab[c].to_numpy())
+    attach_labels(ds, labels)
     validate_pixels(ds)
     return ds
 

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from eoembed.data.pixels import attach_labels
 from eoembed.errors import DataError, DataFileNotFound
 
 #: S2 band order of TESSERA (not wavelength order).
@@ -115,12 +116,7 @@ def make_series(ids: Sequence[Any], s2: np.ndarray | None = None, s2_doy: np.nda
     a["n_partial_obs"] = int(sum(partial.values()))
     a.setdefault("missing_bands", [b for b in S2_BANDS if "s2" in data and b not in bands_of["s2"]])
     ds = xr.Dataset(data, coords=coords, attrs=a)
-    if labels is not None:
-        lab = pd.DataFrame(labels)
-        if len(lab) != n:
-            raise DataError(f"labels have {len(lab)} rows but there are {n} pixels; give one row per pixel.")
-        for c in lab.columns:
-            ds[str(c)] = ("pixel", lab[c].to_numpy())
+    attach_labels(ds, labels)
     validate_series(ds, empty=empty)
     return ds
 
