@@ -18,6 +18,8 @@ import traceback
 from typing import Any
 
 import typer
+
+from eoembed import plugins as _plugins
 from typer.core import TyperGroup
 
 try:  # typer >= 0.2x vendors its own copy of click
@@ -133,11 +135,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "eoembed.scaling.cli",
     "eoembed.projection_cli",
     "eoembed.pixel.cli",
-    "eoembed.serve_cli",
 )
 
 for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
+
+# commands of installed plugins (the UI layer adds `eoembed serve`; see eoembed.plugins)
+_plugins.register_all(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

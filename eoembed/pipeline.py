@@ -6,8 +6,8 @@ so the numbers show the pipeline working, not the models' quality. Every step is
 reuses the sample, the embedding store, the compressor checkpoints and the layouts already in ``OUT``.
 
 It ends with the dashboard (``serve=True``; the CLI's default, ``--no-serve`` to skip it) and always writes a
-static report ``OUT/report.html`` when the UI extra is installed. The UI layer (``widgets``) is imported inside
-:func:`demo` only, never at module import.
+static report ``OUT/report.html`` when the UI extra is installed. Both come from the UI layer through a plugin hook
+(:mod:`eoembed.plugins`): eoembed never imports ``widgets``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from eoembed.plugins import PluginMissing, hook
 
 DEMO_MODELS: tuple[str, ...] = ("croma_base", "dofa_base", "scalemae_large", "copernicusfm_base",
                                 "prithvi_eo_v2_300", "presto")
@@ -124,6 +126,8 @@ def _ui_step(what: str, fn: Any) -> Any:
     """Run an optional UI-layer step; when the UI extra (or a view not merged yet) is missing, say so and go on."""
     try:
         return fn()
+    except PluginMissing as e:
+        print(f"      skipped {what}: {e}")
     except ImportError as e:
         print(f"      skipped {what}: {e} (install the UI extra: pip install -e '.[ui]')")
         return None
@@ -255,12 +259,8 @@ def demo(out: str = "out/demo", n: int = 200, size: int = 64, seed: int = 0,
         print(f"[7/7] static report -> {out_p / 'report.html'}")
 
         def _report() -> None:
-            from widgets.report import report as write_report
-            print(f"      wrote {write_report(out_p)} (open it from disk: no server needed)")
+            print(f"      wrote {hook('report')(out_p)} (open it from disk: no server needed)")
         _ui_step("the static report", _report)
     if serve:
-        def _serve() -> None:
-            from widgets.dashboard import serve as serve_dashboard
-            serve_dashboard(out_p, port=port, address=address, show=show)
-        _ui_step("the dashboard", _serve)
+        _ui_step("the dashboard", lambda: hook("serve")(out_p, port=port, address=address, show=show))
     return summary

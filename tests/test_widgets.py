@@ -183,6 +183,32 @@ def test_eoembed_imports_no_ui_library():
     assert out.stdout.strip() == "[]"
 
 
+def test_eoembed_source_never_names_the_ui_layer():
+    """Layering: no module of eoembed imports ``widgets``; the UI plugs in through eoembed.plugins entry points."""
+    import re
+    from pathlib import Path
+    import eoembed
+    pat = re.compile(r"^\s*(from\s+widgets[\s.]|import\s+widgets\b)", re.M)
+    bad = [str(p) for p in Path(eoembed.__file__).parent.rglob("*.py") if pat.search(p.read_text())]
+    assert bad == []
+
+
+def test_ui_plugin_adds_serve_and_demo_hooks_without_ui_libraries():
+    """The installed plugin gives the CLI `serve` and the demo its report/serve hooks; loading it (every CLI call)
+    imports no UI library, and a missing hook is a clear PluginMissing."""
+    import subprocess
+    import sys
+    code = ("import sys, eoembed.cli as c, eoembed.plugins as p; "
+            "names = [cmd.name or cmd.callback.__name__ for cmd in c.app.registered_commands]; "
+            "print('serve' in names, [sorted(getattr(m, 'HOOKS', {})) for m in p.plugins()], "
+            "[m for m in ('ipywidgets', 'ipyleaflet', 'holoviews', 'panel', 'bokeh') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True [['report', 'serve']] []", out.stdout + out.stderr
+    from eoembed.plugins import PluginMissing, hook
+    with pytest.raises(PluginMissing, match="no installed eoembed plugin provides 'nope'"):
+        hook("nope")
+
+
 # ---------------------------------------------------------------------------------- selection, filter, draw, viewer
 def test_map_and_viewer_follow_one_selection(small_root):
     from eoembed.data import open_cube

@@ -51,7 +51,7 @@ class AblationView:
         self.name = name or f"ablation-{next(_ids)}"
         shown = self.table[[c for c in SHOWN if c in self.table.columns]].reset_index()
         # bokeh's own DataTable (pn.widgets.DataFrame): no extra JS to fetch, so it renders offline
-        self.table_widget = pn.widgets.DataFrame(shown, disabled=True, show_index=False, autosize_mode="fit_columns",
+        self.table_widget = pn.widgets.DataFrame(shown, disabled=True, show_index=False, autosize_mode="force_fit",
                                                  css_classes=["eoembed-ablation-table"], sizing_mode="stretch_width")
         self.heatmap_pane = pn.pane.HoloViews(self.heatmap(), backend="bokeh",
                                               css_classes=["eoembed-ablation-heatmap"])

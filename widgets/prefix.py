@@ -82,7 +82,7 @@ class PrefixExplorer:
         self.k_input = pn.widgets.IntInput(label="any k", start=1, end=self.width, value=k0,
                                            css_classes=["eoembed-prefix-k"], width=120)
         self.table = pn.widgets.DataFrame(pd.DataFrame(columns=TABLE_COLUMNS),  # bokeh DataTable: offline
-                                          disabled=True, show_index=False, autosize_mode="fit_columns",
+                                          disabled=True, show_index=False, autosize_mode="force_fit",
                                           css_classes=["eoembed-prefix-table"],
                                           width=560)
         self.storage_pane = pn.pane.HoloViews(None, backend="bokeh", css_classes=["eoembed-prefix-storage"])
