@@ -89,6 +89,36 @@ def test_scores_equal_straightforward_per_fold_sklearn(tmp_path):
     assert all("epsilon" not in c for c in res.details["svm"]["candidates"]["cls"])
 
 
+@pytest.mark.parametrize("classification", [False, True])
+def test_direct_libsvm_call_equals_the_estimator(classification):
+    """The per-fit fast path calls libsvm as SVC/SVR(kernel='precomputed').fit does (same solution: support,
+    dual coefficients, intercept, decisions) on the zero-weight full kernel and on the fold's sub-matrix."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((70, 6))
+    y = X[:, 0] + 0.3 * rng.standard_normal(70)
+    if classification:
+        y = np.where(y > 0, 1.0, -1.0)
+    tr = np.sort(rng.permutation(70)[:60])
+    te = np.setdiff1d(np.arange(70), tr)
+    for cand in ({"C": 0.7, "degree": 3, "gamma": 0.2, "coef0": 1.0, "epsilon": 0.05, "kernel": "poly"},
+                 {"C": 300.0, "degree": 2, "gamma": 0.05, "coef0": -0.5, "epsilon": 0.1, "kernel": "poly"}):
+        K = S.kernel(S.gram(X), cand)
+        w = np.zeros(70)
+        w[tr] = 1.0
+        sup, dual, b = S._libsvm_fit(K, y, w, cand, classification)
+        est = (SVC(kernel="precomputed", C=cand["C"]) if classification
+               else SVR(kernel="precomputed", C=cand["C"], epsilon=cand["epsilon"])).fit(K, y, sample_weight=w)
+        np.testing.assert_array_equal(sup, est.support_)
+        np.testing.assert_array_equal(dual, est.dual_coef_[0])
+        assert b == est.intercept_[0]
+        ref = est.fit(K[np.ix_(tr, tr)], y[tr])          # NeuCo-Bench's per-fold fit on the fold's rows
+        dec = (ref.decision_function if classification else ref.predict)(K[np.ix_(te, tr)])
+        np.testing.assert_allclose(K[np.ix_(te, tr[sup])] @ dual + b, dec, rtol=1e-6, atol=1e-6)
+        m, _ = S.fit_score(K, y, tr, te, cand, classification)
+        p = ref.predict(K[np.ix_(te, tr)])
+        assert m == pytest.approx(f1_score(y[te], p) if classification else r2_score(y[te], p), abs=1e-9)
+
+
 def test_candidates_follow_the_search_space():
     pp = S.check_svm_params(S.SVM_PROBE_DEFAULTS)
     c = S.sample_candidates(pp, False, 400, seed=3)

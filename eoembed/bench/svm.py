@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -233,29 +234,56 @@ def _metrics(y: np.ndarray, pred: np.ndarray, classification: bool) -> tuple[flo
     return r2, -sse / len(y)
 
 
+def _libsvm_fit(K: np.ndarray, y: np.ndarray, w: np.ndarray, cand: dict, classification: bool):
+    """libsvm's training call exactly as ``SVC/SVR(kernel="precomputed", C, epsilon).fit(K, y, sample_weight=w)``
+    makes it (same arguments: tol 1e-3, cache 200 MB, shrinking, no iteration limit, class weights 1), without the
+    estimator's per-call parameter and input validation (milliseconds per fit; ``K`` was checked once by
+    :func:`kernel`). Returns (support indices into the non-zero-weight rows, dual coefficients, intercept) with
+    scikit-learn's signs (``decision_function = K[:, sv] @ dual + intercept``). Falls back to the estimator when
+    scikit-learn's private ``_libsvm`` module is not there."""
+    try:
+        from sklearn.svm import _libsvm
+    except ImportError:   # pragma: no cover - other scikit-learn layouts
+        _libsvm = None
+    if _libsvm is None:
+        from sklearn.svm import SVC, SVR
+
+        import sklearn
+        est = (SVC(kernel="precomputed", C=cand["C"]) if classification
+               else SVR(kernel="precomputed", C=cand["C"], epsilon=cand.get("epsilon", 0.1)))
+        with sklearn.config_context(assume_finite=True):
+            est.fit(K, y, sample_weight=w)
+        return est.support_, est.dual_coef_[0], float(est.intercept_[0])
+    if classification:   # what BaseSVC._validate_targets hands libsvm: class indices of the sorted classes
+        yy = (y > 0).astype(np.float64)
+        kw = dict(svm_type=0, class_weight=np.ones(2), epsilon=0.0)
+    else:
+        yy = np.ascontiguousarray(y, dtype=np.float64)
+        kw = dict(svm_type=3, class_weight=np.empty(0), epsilon=float(cand.get("epsilon", 0.1)))
+    _libsvm.set_verbosity_wrap(0)   # libsvm's global print switch (the estimator sets it from verbose=False)
+    support, _, _, coef, intercept, _, _, status, _ = _libsvm.fit(
+        K, yy, kernel="precomputed", C=float(cand["C"]), nu=0.5, probability=0, degree=3, shrinking=1, tol=1e-3,
+        cache_size=200.0, coef0=0.0, gamma=0.0, max_iter=-1, random_seed=0, sample_weight=w, **kw)
+    dual, b = coef[0], float(intercept[0])
+    if classification:   # scikit-learn flips both for two classes
+        dual, b = -dual, -b
+    return support, dual, b
+
+
 def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, cand: dict,
               classification: bool, where: str = "") -> tuple[float, float]:
     """Fit libsvm on the kernel rows/columns of ``train`` (zero sample weights elsewhere) and score on ``test``:
-    (metric, scoring). ``K``: finite (as :func:`kernel` returns it); ``y``: labels of all rows (classification in
-    {-1, 1})."""
-    from sklearn.svm import SVC, SVR
-
+    (metric, scoring). ``K``: finite, C-contiguous float64 (as :func:`kernel` returns it); ``y``: labels of all
+    rows (classification in {-1, 1})."""
     n = len(y)
     w = np.zeros(n)
     w[train] = 1.0
-    if classification:
-        if len(np.unique(y[train])) < 2:
-            raise LabelError(f"{where}: the training part of this fold holds one class only; the SVM needs both "
-                             "(NeuCo-Bench fails here too). Use more samples of the rare class.")
-        est = SVC(kernel="precomputed", C=cand["C"])
-    else:
-        est = SVR(kernel="precomputed", C=cand["C"], epsilon=cand.get("epsilon", 0.1))
-    import sklearn
-
-    with sklearn.config_context(assume_finite=True):   # K comes from kernel(), which checked it once
-        est.fit(K, y, sample_weight=w)
-    sv = np.sort(train)[est.support_]          # libsvm dropped the zero-weight rows: support_ indexes the rest
-    dec = K[np.ix_(test, sv)] @ est.dual_coef_[0] + est.intercept_[0]
+    if classification and ((y[train] > 0).all() or (y[train] < 0).all()):
+        raise LabelError(f"{where}: the training part of this fold holds one class only; the SVM needs both "
+                         "(NeuCo-Bench fails here too). Use more samples of the rare class.")
+    support, dual, b = _libsvm_fit(K, y, w, cand, classification)
+    sv = np.sort(train)[support]          # libsvm dropped the zero-weight rows: support indexes the rest
+    dec = K[np.ix_(test, sv)] @ dual + b
     if classification:
         dec = np.where(dec < 0, -1.0, 1.0)   # sklearn/libsvm: decision >= 0 -> classes_[1] (= 1)
     return _metrics(y[test], dec, classification)
@@ -285,6 +313,7 @@ class _Task:
         self.scoring = np.full((K, C), np.nan)
         self.inner = [_inner_splits(tr, split_seed) for tr, _ in folds] if select == "inner" else None
         self.inner_metric = np.full((K, C, INNER_FOLDS), np.nan) if select == "inner" else None
+        self.optimizer_seconds = 0.0   # time in skopt's ask/tell (search="bayes")
 
     def run_candidate(self, j, K, X, G, pool):
         c = self.cands[j]
@@ -364,7 +393,8 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
         for task in members:
             mx = np.max(task.metric, axis=1)
             res = {"name": task.name, "max_scores": mx, "metric": task.metric, "scoring": task.scoring,
-                   "candidates": task.cands, "best": int(np.argmax(task.scoring.mean(axis=0)))}
+                   "candidates": task.cands, "best": int(np.argmax(task.scoring.mean(axis=0))),
+                   "optimizer_seconds": task.optimizer_seconds}
             if select == "inner":
                 chosen = np.argmax(task.inner_metric.mean(axis=2), axis=1)   # training part only
                 res["chosen"] = chosen
@@ -406,7 +436,9 @@ def _bayes(task: _Task, pp: dict, n_iter: int, rs, X, G, pool, bar) -> None:
     left = n_iter
     while left > 0:
         m = min(left, n_points)
+        t0 = time.perf_counter()
         params = [[np.array(v).item() for v in p] for p in _ask(opt, m)]
+        task.optimizer_seconds += time.perf_counter() - t0
         start = len(task.cands)
         for p in params:
             task.cands.append(dict(point_asdict(sp, p)))
@@ -414,7 +446,9 @@ def _bayes(task: _Task, pp: dict, n_iter: int, rs, X, G, pool, bar) -> None:
             c = task.cands[j]
             task.run_candidate(j, kernel(G, c) if "gamma" in c else None, X, G, pool)
             bar.update(1)
+        t0 = time.perf_counter()
         opt.tell(params, [-float(np.mean(task.scoring[:, j])) for j in range(start, start + m)])
+        task.optimizer_seconds += time.perf_counter() - t0
         left -= m
 
 
@@ -484,6 +518,7 @@ def finish(result, info: list[dict], pp: dict, *, search: str, select: str, seed
         if select == "inner":
             opt[r["name"]]["chosen"] = [int(c) for c in r["chosen"]]
     d["svm"] = {"search": search, "select": select, "max_over_candidates": opt,
+                "optimizer_seconds": {r["name"]: r["optimizer_seconds"] for r in info},
                 "candidates": {r["name"]: r["candidates"] for r in info}}
     rows = []
     for r in info:
