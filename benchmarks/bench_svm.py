@@ -93,9 +93,12 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--tasks", default="reg_strong,cls_binary")
     ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--n-iter", type=int, default=5)
+    ap.add_argument("--n-iter", type=int, default=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     ap.add_argument("--fit-folds", type=int, default=1, help="folds per candidate in the per-fit timing")
+    ap.add_argument("--noise-seeds", type=int, nargs="+", default=[42, 7, 1, 2, 3, 4],
+                    help="seeds of the noise study (eoembed bayes = NeuCo-Bench's candidates, and random)")
+    ap.add_argument("--noise-n-iter", type=int, default=12, help="candidates in the noise study")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
     if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
@@ -159,13 +162,36 @@ def main() -> None:
         print(f"per fit {t}: NeuCo-Bench {th.mean() * 1e3:.0f} ms, eoembed {me.mean() * 1e3:.1f} ms "
               f"(+ kernel {ke.mean() * 1e3:.1f} ms per candidate), ratio {th.sum() / me.sum():.1f}x", flush=True)
 
+    # noise study: NeuCo-Bench's run-to-run spread via eoembed's bayes search (its candidate sequence, checked
+    # against NeuCo-Bench's own runs above), more seeds and candidates than NeuCo-Bench's code could afford here
+    noise = {"bayes": {}, "random": {}}
+    steps = {t: [] for t in tasks}
+    for s in args.noise_seeds:
+        cfg = {"k_folds": args.folds, "probe_type": "svm", "probe_params": copy.deepcopy(pp)}
+        cfg["probe_params"]["opt_params"].update(n_iter=args.noise_n_iter, random_state=s)
+        for search in ("bayes", "random"):
+            r, w, c = timed(config=cfg, svm_search=search)
+            noise[search][s] = r.per_task.q_stat.to_dict()
+            if search == "bayes":
+                for t in tasks:
+                    steps[t].append(r.details["svm"]["optimizer_cpu_seconds"][t])
+        print(f"noise seed {s}: bayes {noise['bayes'][s]}, random {noise['random'][s]}", flush=True)
+    for t in tasks:    # the steps of the first bayes run too
+        steps[t].append(mine[("bayes", s0)].details["svm"]["optimizer_cpu_seconds"][t])
+    n_init = int(pp["opt_params"]["optimizer_kwargs"]["n_initial_points"])
+
     # the sample config, extrapolated from the measured parts (CPU seconds)
-    opt_s = mine[("bayes", s0)].details["svm"]["optimizer_cpu_seconds"]
-    ask = {t: opt_s[t] / args.n_iter for t in tasks}
     K40, C50 = 40, 50
-    neuco_task = {t: K40 * C50 * fits[t][0].mean() + (C50 - 5) * ask[t] for t in tasks}
+    heavy, light = {}, {}
+    for t in tasks:     # step j's tell fits the surrogate and maximises the acquisition once j >= n_initial - 1
+        hv = [x for run in steps[t] for x in run[n_init - 1:]]
+        lt = [x for run in steps[t] for x in run[:n_init - 1]]
+        heavy[t] = float(np.mean(hv)) if hv else 0.0
+        light[t] = float(np.mean(lt)) if lt else 0.0
+    opt_task = {t: (C50 - n_init + 1) * heavy[t] + (n_init - 1) * light[t] for t in tasks}
+    neuco_task = {t: K40 * C50 * fits[t][0].mean() + opt_task[t] for t in tasks}
     mine_task = {t: K40 * C50 * fits[t][1].mean() + C50 * fits[t][2].mean() + fits[t][3] for t in tasks}
-    mine_bayes_task = {t: mine_task[t] + C50 * ask[t] for t in tasks}
+    mine_bayes_task = {t: mine_task[t] + opt_task[t] for t in tasks}
     sample = {
         "neuco_minutes_per_task": {t: v / 60 for t, v in neuco_task.items()},
         "eoembed_random_minutes_per_task": {t: v / 60 for t, v in mine_task.items()},
@@ -173,8 +199,19 @@ def main() -> None:
         "eoembed_csv_read_seconds": t_prepare,
         "speedup_random": sum(neuco_task.values()) / (sum(mine_task.values()) + t_prepare),
         "speedup_bayes": sum(neuco_task.values()) / (sum(mine_bayes_task.values()) + t_prepare),
-        "optimizer_seconds_per_candidate": ask,
+        "optimizer_cpu_seconds_per_guided_step": heavy, "optimizer_cpu_seconds_per_random_step": light,
     }
+    noise_rows = {}
+    for t in tasks:
+        qb = np.array([noise["bayes"][s][t] for s in args.noise_seeds])
+        qr = np.array([noise["random"][s][t] for s in args.noise_seeds])
+        noise_rows[t] = {"q_bayes_eq_neuco": qb.round(3).tolist(), "q_random": qr.round(3).tolist(),
+                         "mean_bayes": float(qb.mean()), "std_bayes_run_to_run": float(qb.std(ddof=1)),
+                         "mean_random": float(qr.mean()), "std_random": float(qr.std(ddof=1)),
+                         "random_minus_bayes": float(qr.mean() - qb.mean()),
+                         "within_1_run_to_run_std": bool(abs(qr.mean() - qb.mean()) <= qb.std(ddof=1)),
+                         "within_2_run_to_run_std": bool(abs(qr.mean() - qb.mean()) <= 2 * qb.std(ddof=1))}
+        print(t, noise_rows[t], flush=True)
 
     rows = []
     for t in tasks:
@@ -223,6 +260,8 @@ def main() -> None:
                                 "speedup": float(sum(fits[t][0].sum() for t in tasks)
                                                  / sum(fits[t][1].sum() for t in tasks))},
         "sample_config_40x50_extrapolated_cpu": sample,
+        "noise_study": {"seeds": args.noise_seeds, "n_iter": args.noise_n_iter, "folds": args.folds,
+                        "tasks": noise_rows},
         "load_average_at_start": load0, "load_average_at_end": os.getloadavg(),
         "tasks_detail": rows, "neuco_commit": "a89ba06",
     }

@@ -119,6 +119,20 @@ def test_direct_libsvm_call_equals_the_estimator(classification):
         assert m == pytest.approx(f1_score(y[te], p) if classification else r2_score(y[te], p), abs=1e-9)
 
 
+def test_kernel_from_gram_and_its_overflow_check():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 5))
+    G = S.gram(X)
+    for d in (2, 3):
+        c = {"gamma": 0.3, "coef0": -0.7, "degree": d}
+        K = S.kernel(G, c)
+        np.testing.assert_allclose(K, (0.3 * X @ X.T - 0.7) ** d, rtol=1e-12)
+        assert K.flags.c_contiguous and K.dtype == np.float64
+        np.testing.assert_array_equal(S.kernel(G, c, bounds=(float(G.min()), float(G.max()))), K)
+    with pytest.raises(DataError, match="overflows.*narrow kernel_gamma_start_end"):
+        S.kernel(G * 1e120, {"gamma": 10.0, "coef0": 1.0, "degree": 3})
+
+
 def test_candidates_follow_the_search_space():
     pp = S.check_svm_params(S.SVM_PROBE_DEFAULTS)
     c = S.sample_candidates(pp, False, 400, seed=3)
@@ -276,7 +290,7 @@ def test_bayes_search_reproduces_bayessearchcv():
 
     X, ids, lab = _data(n=100)
     pp = copy.deepcopy(PP)
-    pp["opt_params"] = {"n_iter": 7, "optimizer_kwargs": {"base_estimator": "RF", "n_initial_points": 5}}
+    pp["opt_params"] = {"n_iter": 9, "optimizer_kwargs": {"base_estimator": "RF", "n_initial_points": 5}}
     res = evaluate(X, lab[["reg"]], ids=ids, config={"k_folds": 3, "probe_type": "svm", "probe_params": pp},
                    progress=False, svm_search="bayes")
     prep = prepare(X, lab[["reg"]], ids=ids)
@@ -284,7 +298,7 @@ def test_bayes_search_reproduces_bayessearchcv():
     space = {"C": Real(0.01, 10.0, prior="log-uniform"), "degree": Categorical([2, 3]), "kernel": Categorical(["poly"]),
              "gamma": Real(0.001, 0.1, prior="log-uniform"), "coef0": Real(-1, 2, prior="uniform"),
              "epsilon": Categorical([0.01, 0.05, 0.1])}
-    opt = BayesSearchCV(SVR(), space, cv=ShuffleSplit(3, test_size=0.1, random_state=42), n_iter=7, n_points=1,
+    opt = BayesSearchCV(SVR(), space, cv=ShuffleSplit(3, test_size=0.1, random_state=42), n_iter=9, n_points=1,
                         scoring={"metric": "r2", "scoring": "neg_mean_squared_error"}, refit="scoring",
                         return_train_score=True, random_state=42,
                         optimizer_kwargs={"base_estimator": "RF", "n_initial_points": 5})
@@ -295,6 +309,36 @@ def test_bayes_search_reproduces_bayessearchcv():
     np.testing.assert_allclose(res.folds.score, theirs, atol=1e-6)
     cands = res.details["svm"]["candidates"]["reg"]
     assert [round(c["C"], 9) for c in cands] == [round(p["C"], 9) for p in opt.cv_results_["params"]]
+    assert [{k: c[k] for k in ("degree", "epsilon")} for c in cands] == \
+        [{k: p[k] for k in ("degree", "epsilon")} for p in opt.cv_results_["params"]]   # 4 guided points too
+
+
+@pytest.mark.skipif(not HAS_SKOPT, reason="scikit-optimize not installed (svm_search='bayes')")
+def test_fast_forest_surrogate_is_bit_identical():
+    """The surrogate's faster predict gives skopt's exact candidate sequence (9 asks, 4 of them guided)."""
+    from skopt import Optimizer
+    from skopt.space import Categorical, Real
+    from sklearn.utils import check_random_state
+
+    dims = [Real(1e-3, 1e3, prior="log-uniform"), Real(-1, 2), Categorical([2, 3]), Real(1e-4, 10, prior="log-uniform")]
+
+    def run(fast):
+        opt = Optimizer(dims, base_estimator="RF", n_initial_points=5, random_state=check_random_state(3))
+        if fast:
+            opt.base_estimator_ = S._fast_forest(opt.base_estimator_)
+            assert type(opt.base_estimator_).__name__ == "FastRF"
+        rng, xs = np.random.default_rng(0), []
+        for _ in range(9):
+            x = opt.ask()
+            xs.append(x)
+            opt.tell(x, float(rng.standard_normal()))
+        mean, std = opt.models[-1].predict(opt.space.transform(xs), return_std=True)
+        return xs, mean, std
+
+    a, b = run(False), run(True)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
 
 
 @pytest.mark.slow
