@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[42, 7, 1, 2, 3, 4],
                     help="seeds of the noise study (eoembed bayes = NeuCo-Bench's candidates, and random)")
     ap.add_argument("--noise-n-iter", type=int, default=12, help="candidates in the noise study")
+    ap.add_argument("--noise-folds", type=int, default=8, help="folds in the noise study")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
     if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
@@ -167,7 +168,7 @@ def main() -> None:
     noise = {"bayes": {}, "random": {}}
     steps = {t: [] for t in tasks}
     for s in args.noise_seeds:
-        cfg = {"k_folds": args.folds, "probe_type": "svm", "probe_params": copy.deepcopy(pp)}
+        cfg = {"k_folds": args.noise_folds, "probe_type": "svm", "probe_params": copy.deepcopy(pp)}
         cfg["probe_params"]["opt_params"].update(n_iter=args.noise_n_iter, random_state=s)
         for search in ("bayes", "random"):
             r, w, c = timed(config=cfg, svm_search=search)
@@ -260,7 +261,7 @@ def main() -> None:
                                 "speedup": float(sum(fits[t][0].sum() for t in tasks)
                                                  / sum(fits[t][1].sum() for t in tasks))},
         "sample_config_40x50_extrapolated_cpu": sample,
-        "noise_study": {"seeds": args.noise_seeds, "n_iter": args.noise_n_iter, "folds": args.folds,
+        "noise_study": {"seeds": args.noise_seeds, "n_iter": args.noise_n_iter, "folds": args.noise_folds,
                         "tasks": noise_rows},
         "load_average_at_start": load0, "load_average_at_end": os.getloadavg(),
         "tasks_detail": rows, "neuco_commit": "a89ba06",

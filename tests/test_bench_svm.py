@@ -133,6 +133,24 @@ def test_kernel_from_gram_and_its_overflow_check():
         S.kernel(G * 1e120, {"gamma": 10.0, "coef0": 1.0, "degree": 3})
 
 
+def test_tasks_with_the_same_samples_in_another_order_share_kernels_and_scores():
+    X, ids, lab = _data(n=80, seed=4)
+    X64 = X.astype(np.float64)
+    y = lab["reg"].to_numpy()
+    y = (y - y.min()) / (y.max() - y.min())
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(80)
+    folds = [(np.arange(8, 80), np.arange(8)), (np.arange(72), np.arange(72, 80))]
+    pp = S.check_svm_params({**PP, "opt_params": {"n_iter": 3}})
+    a = {"name": "a", "rows": np.arange(80), "y": y, "classification": False, "folds": folds}
+    inv = np.argsort(perm)           # position of sample i in the permuted listing
+    b = {"name": "b", "rows": perm, "y": y[perm], "classification": False,
+         "folds": [(inv[tr], inv[te]) for tr, te in folds]}
+    ra, rb = S.svm_scores(X64, [a, b], pp, progress=False)
+    np.testing.assert_allclose(ra["metric"], rb["metric"], atol=1e-9)
+    assert [r["name"] for r in (ra, rb)] == ["a", "b"]
+
+
 def test_candidates_follow_the_search_space():
     pp = S.check_svm_params(S.SVM_PROBE_DEFAULTS)
     c = S.sample_candidates(pp, False, 400, seed=3)

@@ -20,7 +20,8 @@ What differs (``search``):
 - ``"bayes"`` (needs scikit-optimize): skopt's ``Optimizer`` driven exactly as ``BayesSearchCV`` drives it
   (same dimensions in the same order, ``optimizer_kwargs``, ``random_state``, one point per step, told the
   fold-mean of the scoring): the same candidate sequence as NeuCo-Bench for the same random_state, up to
-  floating-point ties in the surrogate.
+  floating-point ties in the surrogate. Its random-forest surrogate predicts bit-identically but faster
+  (:func:`_fast_forest`); skopt's forest fit and point sampling still cost ~0.2 s CPU per guided candidate.
 NeuCo-Bench's refit of the best candidate on all samples (used only for its plots and stored probe) is not done;
 ``hyperparamaters`` (sic) in <task>_result.json is the same best-by-mean-scoring candidate's ``get_params()``.
 
@@ -372,14 +373,21 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
     groups: list[tuple[np.ndarray, list[_Task]]] = []
     for t in tasks:
         cands = sample_candidates(pp, t["classification"], n_iter, rs) if search == "random" else []
-        task = _Task(t["name"], np.asarray(t["y"], dtype=np.float64), t["classification"],
-                     [(np.asarray(a), np.asarray(b)) for a, b in t["folds"]], cands, select, split_seed)
-        for rows, members in groups:
-            if len(rows) == len(t["rows"]) and np.array_equal(rows, t["rows"]):
+        # each task's rows in ascending order (its labels and fold positions mapped along), so that tasks
+        # labelling the same samples in different orders share one Gram matrix and kernel matrices
+        rows0 = np.asarray(t["rows"])
+        order = np.argsort(rows0, kind="stable")
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        task = _Task(t["name"], np.asarray(t["y"], dtype=np.float64)[order], t["classification"],
+                     [(inv[np.asarray(a)], inv[np.asarray(b)]) for a, b in t["folds"]], cands, select, split_seed)
+        rows = rows0[order]
+        for grows, members in groups:
+            if len(grows) == len(rows) and np.array_equal(grows, rows):
                 members.append(task)
                 break
         else:
-            groups.append((np.asarray(t["rows"]), [task]))
+            groups.append((rows, [task]))
     try:
         bar = tqdm(total=n_iter * len(tasks), desc="svm candidates", disable=not progress)
         for rows, members in groups:
