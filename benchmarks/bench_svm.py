@@ -10,16 +10,21 @@ folds and candidates than its 40 x 50 so its code finishes in minutes. Three mea
    with svm_search="random" at the same seeds, "bayes" at the first seed (NeuCo-Bench's candidate sequence) and
    the honest svm_select="inner". Wall and CPU seconds (NeuCo-Bench's evaluation only, imports excluded, like
    eoembed's in-process call).
-2. Per fit, same candidates and folds, CPU seconds: NeuCo-Bench's work for one (fold, candidate) -- SVR/SVC with
-   kernel='poly' fitted on the fold's rows, predictions on its train and test parts (BayesSearchCV scores both,
-   return_train_score=True) -- vs eoembed's (libsvm on the shared precomputed kernel, test predictions); and
-   eoembed's once-per-candidate kernel matrix.
-3. The sample config (40 folds x 50 candidates per task), extrapolated from the measured parts, which is how the
+2. Noise study: NeuCo-Bench's run-to-run spread of Q measured with eoembed's bayes search (NeuCo-Bench's own
+   candidate sequence, checked against its code in step 1) at --noise-seeds, beside eoembed's random search at the
+   same seeds: more seeds, folds and candidates (5 prior draws, then guided points) than NeuCo-Bench's code could
+   afford here.
+3. Per fit, CPU seconds, on NeuCo-Bench's own candidates (the noise study's first seed: prior draws and guided
+   points), one fold each: NeuCo-Bench's work for one (fold, candidate) -- SVR/SVC with kernel='poly' fitted on the
+   fold's rows, predictions on its train and test parts (BayesSearchCV scores both, return_train_score=True) -- vs
+   eoembed's (libsvm on the shared precomputed kernel, test predictions); and eoembed's kernel per candidate.
+4. The sample config (40 folds x 50 candidates per task), extrapolated from the measured parts, which is how the
    scaled-down run is made representative: a short run amortises eoembed's per-run costs (CSV read, Gram matrix)
    and per-candidate kernel over few fits, so its end-to-end ratio understates the one at 40 x 50. Per task:
-   NeuCo-Bench = 2,000 x its per-fit CPU + 45 x its optimizer's ask/tell (measured in eoembed's bayes run, which
-   drives the same skopt Optimizer); eoembed random = 2,000 x per-fit + 50 x kernel + Gram; plus eoembed's CSV read
-   once. NeuCo-Bench's own CSV read and final refit are left out (in its favour).
+   NeuCo-Bench = 2,000 x its per-fit CPU + its optimizer (46 guided steps at the CPU cost skopt's own surrogate
+   has, 4 random ones); eoembed random = 2,000 x per-fit + 50 x kernel + Gram; eoembed bayes = that + its
+   optimizer steps (measured; bit-identical surrogate, faster predict); plus eoembed's CSV read once.
+   NeuCo-Bench's own CSV read, joblib/scorer overhead and final refit are left out (in its favour).
 Writes benchmarks/results/bench_svm.json.
 Usage: NEUCO_BENCH_SRC=/path/NeuCo-Bench python benchmarks/bench_svm.py --skopt-path /path/site
 """
@@ -98,7 +103,8 @@ def main() -> None:
     ap.add_argument("--fit-folds", type=int, default=1, help="folds per candidate in the per-fit timing")
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[42, 7, 1, 2, 3, 4],
                     help="seeds of the noise study (eoembed bayes = NeuCo-Bench's candidates, and random)")
-    ap.add_argument("--noise-n-iter", type=int, default=12, help="candidates in the noise study")
+    ap.add_argument("--noise-n-iter", type=int, default=10,
+                    help="candidates in the noise study (its first seed's are also those of the per-fit timing)")
     ap.add_argument("--noise-folds", type=int, default=8, help="folds in the noise study")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
@@ -150,19 +156,6 @@ def main() -> None:
             print(f"eoembed {key[0]} seed={s}: {wall[key]:.2f} s wall, {cpu[key]:.2f} s CPU, "
                   f"Q {mine[key].per_task.q_stat.to_dict()}", flush=True)
 
-    # per fit, same candidates and folds (eoembed random's candidates at the first seed)
-    prep_c0 = time.process_time()
-    prep = prepare(emb, labels)
-    t_prepare = time.process_time() - prep_c0
-    splits = _splits(prep, args.folds, 42)
-    fits = {}
-    for t in tasks:
-        cands = mine[("random", s0)].details["svm"]["candidates"][t]
-        fits[t] = per_fit_cpu(prep, splits, t, cands, args.fit_folds)
-        th, me, ke, _ = fits[t]
-        print(f"per fit {t}: NeuCo-Bench {th.mean() * 1e3:.0f} ms, eoembed {me.mean() * 1e3:.1f} ms "
-              f"(+ kernel {ke.mean() * 1e3:.1f} ms per candidate), ratio {th.sum() / me.sum():.1f}x", flush=True)
-
     # noise study: NeuCo-Bench's run-to-run spread via eoembed's bayes search (its candidate sequence, checked
     # against NeuCo-Bench's own runs above), more seeds and candidates than NeuCo-Bench's code could afford here
     noise = {"bayes": {}, "random": {}}
@@ -174,12 +167,28 @@ def main() -> None:
             r, w, c = timed(config=cfg, svm_search=search)
             noise[search][s] = r.per_task.q_stat.to_dict()
             if search == "bayes":
+                if s == args.noise_seeds[0]:
+                    noise_cands = r.details["svm"]["candidates"]
                 for t in tasks:
                     steps[t].append(r.details["svm"]["optimizer_cpu_seconds"][t])
         print(f"noise seed {s}: bayes {noise['bayes'][s]}, random {noise['random'][s]}", flush=True)
     for t in tasks:    # the steps of the first bayes run too
         steps[t].append(mine[("bayes", s0)].details["svm"]["optimizer_cpu_seconds"][t])
     n_init = int(pp["opt_params"]["optimizer_kwargs"]["n_initial_points"])
+
+    # per fit, same candidates and folds: NeuCo-Bench's own candidate sequence at the first seed of the noise study
+    # (its n_initial_points prior draws, then surrogate-guided points), one fold each
+    prep_c0 = time.process_time()
+    prep = prepare(emb, labels)
+    t_prepare = time.process_time() - prep_c0
+    splits = _splits(prep, args.folds, 42)
+    fits = {}
+    for t in tasks:
+        cands = noise_cands[t]
+        fits[t] = per_fit_cpu(prep, splits, t, cands, args.fit_folds)
+        th, me, ke, _ = fits[t]
+        print(f"per fit {t}: NeuCo-Bench {th.mean() * 1e3:.0f} ms, eoembed {me.mean() * 1e3:.1f} ms "
+              f"(+ kernel {ke.mean() * 1e3:.1f} ms per candidate), ratio {th.sum() / me.sum():.1f}x", flush=True)
 
     # the sample config, extrapolated from the measured parts (CPU seconds)
     K40, C50 = 40, 50
@@ -236,6 +245,11 @@ def main() -> None:
             "per_fit_cpu_ms_neuco": (th * 1e3).round(1).tolist(), "per_fit_cpu_ms_eoembed": (me * 1e3).round(2).tolist(),
             "kernel_cpu_ms_per_candidate": (ke * 1e3).round(2).tolist(),
             "per_fit_speedup": float(th.sum() / me.sum()),
+            "per_fit_speedup_prior_draws": float(th.reshape(len(noise_cands[t]), -1)[:n_init].sum()
+                                                 / me.reshape(len(noise_cands[t]), -1)[:n_init].sum()),
+            "per_fit_speedup_guided": (float(th.reshape(len(noise_cands[t]), -1)[n_init:].sum()
+                                             / me.reshape(len(noise_cands[t]), -1)[n_init:].sum())
+                                       if len(noise_cands[t]) > n_init else None),
             "per_fit_speedup_by_candidate": (th / me).round(1).tolist(),
         })
 
