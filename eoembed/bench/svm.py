@@ -15,8 +15,8 @@ What differs (``search``):
 - ``"random"`` (default, no extra dependency): the candidates are a seeded sample of the search space from its
   priors (the distribution of BayesSearchCV's 5 random initial points), not BayesSearchCV's sequence, whose later
   45 points follow a random-forest surrogate of the fold-mean scoring and so concentrate near the best region.
-  Scores then differ from NeuCo-Bench's by about its own run-to-run noise (measured by
-  benchmarks/bench_svm.py).
+  Scores then differ from NeuCo-Bench's by less than its own run-to-run noise at 10 candidates (5 guided;
+  benchmarks/bench_svm.py's noise study); at 45 guided points expect somewhat lower fold maxima.
 - ``"bayes"`` (needs scikit-optimize): skopt's ``Optimizer`` driven exactly as ``BayesSearchCV`` drives it
   (same dimensions in the same order, ``optimizer_kwargs``, ``random_state``, one point per step, told the
   fold-mean of the scoring): the same candidate sequence as NeuCo-Bench for the same random_state, up to
