@@ -242,7 +242,8 @@ def main() -> None:
             "mean_honest_inner": float(mine[("random_inner", s0)].per_task.loc[t, "mean_score"]),
             "mean_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "mean_score"]),
             "q_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "q_stat"]),
-            "per_fit_cpu_ms_neuco": (th * 1e3).round(1).tolist(), "per_fit_cpu_ms_eoembed": (me * 1e3).round(2).tolist(),
+            "per_fit_cpu_ms_neuco": (th * 1e3).round(1).tolist(),
+            "per_fit_cpu_ms_eoembed": (me * 1e3).round(2).tolist(),
             "kernel_cpu_ms_per_candidate": (ke * 1e3).round(2).tolist(),
             "per_fit_speedup": float(th.sum() / me.sum()),
             "per_fit_speedup_prior_draws": float(th.reshape(len(noise_cands[t]), -1)[:n_init].sum()
