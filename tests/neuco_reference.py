@@ -100,9 +100,10 @@ NEUCO_EVAL_RUNNER = NEUCO_PRELUDE + textwrap.dedent("""
     check_config(cfg)
     if cfg["probe_type"] == "svm" and getattr(sys.modules["skopt"], "BayesSearchCV", None) is None:
         sys.exit("NeuCo-Bench's SVM probe needs the real scikit-optimize on PYTHONPATH")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ev.evaluate(submission_file=Path(emb), annotation_path=Path(labels), method_name="neuco", output_dir=Path(out),
                 phase="p", config=cfg)
+    print("CPU_SECONDS", time.process_time() - c0)
     print("SECONDS", time.perf_counter() - t0)
 """)
 
@@ -133,7 +134,8 @@ def run_neuco(src, emb, labels, cfg: dict, out, python: str | None = None, pytho
     (run,) = (out / "runs" / "p").iterdir()
     summary = json.loads((run / "results_summary.json").read_text())
     tasks = {t: json.loads((run / t / f"{t}_result.json").read_text()) for t in summary["task_q_scores"]}
-    return {"seconds": float(proc.stdout.split("SECONDS")[-1]), "q": summary["task_q_scores"],
+    return {"seconds": float(proc.stdout.split("SECONDS")[-1]),
+            "cpu_seconds": float(proc.stdout.split("CPU_SECONDS")[-1].split()[0]), "q": summary["task_q_scores"],
             "folds": {t: r.get("q_t") for t, r in tasks.items()}, "summary": summary,
             "task_results": tasks}
 

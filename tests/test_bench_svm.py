@@ -89,6 +89,68 @@ def test_scores_equal_straightforward_per_fold_sklearn(tmp_path):
     assert all("epsilon" not in c for c in res.details["svm"]["candidates"]["cls"])
 
 
+@pytest.mark.parametrize("classification", [False, True])
+def test_direct_libsvm_call_equals_the_estimator(classification):
+    """The per-fit fast path calls libsvm as SVC/SVR(kernel='precomputed').fit does (same solution: support,
+    dual coefficients, intercept, decisions) on the zero-weight full kernel and on the fold's sub-matrix."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((70, 6))
+    y = X[:, 0] + 0.3 * rng.standard_normal(70)
+    if classification:
+        y = np.where(y > 0, 1.0, -1.0)
+    tr = np.sort(rng.permutation(70)[:60])
+    te = np.setdiff1d(np.arange(70), tr)
+    for cand in ({"C": 0.7, "degree": 3, "gamma": 0.2, "coef0": 1.0, "epsilon": 0.05, "kernel": "poly"},
+                 {"C": 300.0, "degree": 2, "gamma": 0.05, "coef0": -0.5, "epsilon": 0.1, "kernel": "poly"}):
+        K = S.kernel(S.gram(X), cand)
+        w = np.zeros(70)
+        w[tr] = 1.0
+        sup, dual, b = S._libsvm_fit(K, y, w, cand, classification)
+        est = (SVC(kernel="precomputed", C=cand["C"]) if classification
+               else SVR(kernel="precomputed", C=cand["C"], epsilon=cand["epsilon"])).fit(K, y, sample_weight=w)
+        np.testing.assert_array_equal(sup, est.support_)
+        np.testing.assert_array_equal(dual, est.dual_coef_[0])
+        assert b == est.intercept_[0]
+        ref = est.fit(K[np.ix_(tr, tr)], y[tr])          # NeuCo-Bench's per-fold fit on the fold's rows
+        dec = (ref.decision_function if classification else ref.predict)(K[np.ix_(te, tr)])
+        np.testing.assert_allclose(K[np.ix_(te, tr[sup])] @ dual + b, dec, rtol=1e-6, atol=1e-6)
+        m, _ = S.fit_score(K, y, tr, te, cand, classification)
+        p = ref.predict(K[np.ix_(te, tr)])
+        assert m == pytest.approx(f1_score(y[te], p) if classification else r2_score(y[te], p), abs=1e-9)
+
+
+def test_kernel_from_gram_and_its_overflow_check():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 5))
+    G = S.gram(X)
+    for d in (2, 3):
+        c = {"gamma": 0.3, "coef0": -0.7, "degree": d}
+        K = S.kernel(G, c)
+        np.testing.assert_allclose(K, (0.3 * X @ X.T - 0.7) ** d, rtol=1e-12)
+        assert K.flags.c_contiguous and K.dtype == np.float64
+        np.testing.assert_array_equal(S.kernel(G, c, bounds=(float(G.min()), float(G.max()))), K)
+    with pytest.raises(DataError, match="overflows.*narrow kernel_gamma_start_end"):
+        S.kernel(G * 1e120, {"gamma": 10.0, "coef0": 1.0, "degree": 3})
+
+
+def test_tasks_with_the_same_samples_in_another_order_share_kernels_and_scores():
+    X, ids, lab = _data(n=80, seed=4)
+    X64 = X.astype(np.float64)
+    y = lab["reg"].to_numpy()
+    y = (y - y.min()) / (y.max() - y.min())
+    rng = np.random.default_rng(1)
+    perm = rng.permutation(80)
+    folds = [(np.arange(8, 80), np.arange(8)), (np.arange(72), np.arange(72, 80))]
+    pp = S.check_svm_params({**PP, "opt_params": {"n_iter": 3}})
+    a = {"name": "a", "rows": np.arange(80), "y": y, "classification": False, "folds": folds}
+    inv = np.argsort(perm)           # position of sample i in the permuted listing
+    b = {"name": "b", "rows": perm, "y": y[perm], "classification": False,
+         "folds": [(inv[tr], inv[te]) for tr, te in folds]}
+    ra, rb = S.svm_scores(X64, [a, b], pp, progress=False)
+    np.testing.assert_allclose(ra["metric"], rb["metric"], atol=1e-9)
+    assert [r["name"] for r in (ra, rb)] == ["a", "b"]
+
+
 def test_candidates_follow_the_search_space():
     pp = S.check_svm_params(S.SVM_PROBE_DEFAULTS)
     c = S.sample_candidates(pp, False, 400, seed=3)
@@ -246,7 +308,7 @@ def test_bayes_search_reproduces_bayessearchcv():
 
     X, ids, lab = _data(n=100)
     pp = copy.deepcopy(PP)
-    pp["opt_params"] = {"n_iter": 7, "optimizer_kwargs": {"base_estimator": "RF", "n_initial_points": 5}}
+    pp["opt_params"] = {"n_iter": 9, "optimizer_kwargs": {"base_estimator": "RF", "n_initial_points": 5}}
     res = evaluate(X, lab[["reg"]], ids=ids, config={"k_folds": 3, "probe_type": "svm", "probe_params": pp},
                    progress=False, svm_search="bayes")
     prep = prepare(X, lab[["reg"]], ids=ids)
@@ -254,7 +316,7 @@ def test_bayes_search_reproduces_bayessearchcv():
     space = {"C": Real(0.01, 10.0, prior="log-uniform"), "degree": Categorical([2, 3]), "kernel": Categorical(["poly"]),
              "gamma": Real(0.001, 0.1, prior="log-uniform"), "coef0": Real(-1, 2, prior="uniform"),
              "epsilon": Categorical([0.01, 0.05, 0.1])}
-    opt = BayesSearchCV(SVR(), space, cv=ShuffleSplit(3, test_size=0.1, random_state=42), n_iter=7, n_points=1,
+    opt = BayesSearchCV(SVR(), space, cv=ShuffleSplit(3, test_size=0.1, random_state=42), n_iter=9, n_points=1,
                         scoring={"metric": "r2", "scoring": "neg_mean_squared_error"}, refit="scoring",
                         return_train_score=True, random_state=42,
                         optimizer_kwargs={"base_estimator": "RF", "n_initial_points": 5})
@@ -265,6 +327,36 @@ def test_bayes_search_reproduces_bayessearchcv():
     np.testing.assert_allclose(res.folds.score, theirs, atol=1e-6)
     cands = res.details["svm"]["candidates"]["reg"]
     assert [round(c["C"], 9) for c in cands] == [round(p["C"], 9) for p in opt.cv_results_["params"]]
+    assert [{k: c[k] for k in ("degree", "epsilon")} for c in cands] == \
+        [{k: p[k] for k in ("degree", "epsilon")} for p in opt.cv_results_["params"]]   # 4 guided points too
+
+
+@pytest.mark.skipif(not HAS_SKOPT, reason="scikit-optimize not installed (svm_search='bayes')")
+def test_fast_forest_surrogate_is_bit_identical():
+    """The surrogate's faster predict gives skopt's exact candidate sequence (9 asks, 4 of them guided)."""
+    from skopt import Optimizer
+    from skopt.space import Categorical, Real
+    from sklearn.utils import check_random_state
+
+    dims = [Real(1e-3, 1e3, prior="log-uniform"), Real(-1, 2), Categorical([2, 3]), Real(1e-4, 10, prior="log-uniform")]
+
+    def run(fast):
+        opt = Optimizer(dims, base_estimator="RF", n_initial_points=5, random_state=check_random_state(3))
+        if fast:
+            opt.base_estimator_ = S._fast_forest(opt.base_estimator_)
+            assert type(opt.base_estimator_).__name__ == "FastRF"
+        rng, xs = np.random.default_rng(0), []
+        for _ in range(9):
+            x = opt.ask()
+            xs.append(x)
+            opt.tell(x, float(rng.standard_normal()))
+        mean, std = opt.models[-1].predict(opt.space.transform(xs), return_std=True)
+        return xs, mean, std
+
+    a, b = run(False), run(True)
+    assert a[0] == b[0]
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
 
 
 @pytest.mark.slow

@@ -15,19 +15,23 @@ What differs (``search``):
 - ``"random"`` (default, no extra dependency): the candidates are a seeded sample of the search space from its
   priors (the distribution of BayesSearchCV's 5 random initial points), not BayesSearchCV's sequence, whose later
   45 points follow a random-forest surrogate of the fold-mean scoring and so concentrate near the best region.
-  Scores then differ from NeuCo-Bench's by about its own run-to-run noise (measured by
-  benchmarks/bench_svm.py).
+  Scores then differ from NeuCo-Bench's by less than its own run-to-run noise at 10 candidates (5 guided;
+  benchmarks/bench_svm.py's noise study); at 45 guided points expect somewhat lower fold maxima.
 - ``"bayes"`` (needs scikit-optimize): skopt's ``Optimizer`` driven exactly as ``BayesSearchCV`` drives it
   (same dimensions in the same order, ``optimizer_kwargs``, ``random_state``, one point per step, told the
   fold-mean of the scoring): the same candidate sequence as NeuCo-Bench for the same random_state, up to
-  floating-point ties in the surrogate.
+  floating-point ties in the surrogate. Its random-forest surrogate predicts bit-identically but faster
+  (:func:`_fast_forest`); skopt's forest fit and point sampling still cost ~0.2 s CPU per guided candidate.
 NeuCo-Bench's refit of the best candidate on all samples (used only for its plots and stored probe) is not done;
 ``hyperparamaters`` (sic) in <task>_result.json is the same best-by-mean-scoring candidate's ``get_params()``.
 
 Speed: one Gram matrix ``X X^T`` per task (float64; on the GPU when the device is CUDA), one kernel matrix per
 candidate shared by every fold (and every task with the same rows), each fold fitted on the full kernel with
-zero sample weights outside its train part (libsvm drops them: no copy of the fold's sub-matrix), predictions
-from the support vectors' kernel columns.
+zero sample weights outside its train part (libsvm drops them: no copy of the fold's sub-matrix), libsvm called
+with the arguments SVC/SVR.fit passes it but without the estimator's per-call validation (K is checked once),
+predictions from the support vectors' kernel columns. What is left is libsvm's own SMO iterations (its working-set
+selection and kernel-row look-ups), the same iterations NeuCo-Bench's fit runs; NeuCo-Bench additionally computes
+every kernel entry as a D-dimensional dot product inside libsvm and predicts the train and test parts.
 
 Honest variant (``select="inner"``): each outer fold's hyper-parameters are chosen by the mean metric over
 ``INNER_FOLDS`` 90/10 ShuffleSplits of its training part only, refitted on the whole training part and scored once
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -201,20 +206,27 @@ def gram(X: np.ndarray, device=None) -> np.ndarray:
     return X64 @ X64.T
 
 
-def kernel(G: np.ndarray, cand: dict, gamma: float | None = None) -> np.ndarray:
-    """Polynomial kernel ``(gamma G + coef0) ** degree`` from a Gram matrix (a new array)."""
-    g = cand.get("gamma", gamma)
-    K = G * float(g)
-    K += float(cand.get("coef0", 0.0))
+def kernel(G: np.ndarray, cand: dict, gamma: float | None = None, bounds: tuple[float, float] | None = None
+           ) -> np.ndarray:
+    """Polynomial kernel ``(gamma G + coef0) ** degree`` from a Gram matrix (a new C-contiguous float64 array).
+    ``bounds``: (min, max) of ``G`` when known (the overflow check then needs no pass over the result)."""
+    g = float(cand.get("gamma", gamma))
+    r = float(cand.get("coef0", 0.0))
     d = int(cand.get("degree", 3))
+    lo, hi = bounds if bounds is not None else (float(G.min()), float(G.max()))
+    top = max(abs(g * lo + r), abs(g * hi + r))        # the base is monotone in G: its extremes bound |K|
+    if not math.isfinite(top) or (top > 1 and d * math.log10(top) > 307.5):
+        raise DataError(f"the polynomial kernel of candidate {cand} overflows (values past 1e307); narrow "
+                        "kernel_gamma_start_end / kernel_coef0_start_end or standardise the embeddings.")
+    K = G * g
+    K += r
+    if d == 2:
+        return np.square(K, out=K)
     out = K
-    if d > 1:
+    if d > 2:
         out = K * K
         for _ in range(d - 2):
             out *= K
-    if not np.isfinite(out).all():
-        raise DataError(f"the polynomial kernel of candidate {cand} overflows (values past 1e308); narrow "
-                        "kernel_gamma_start_end / kernel_coef0_start_end or standardise the embeddings.")
     return out
 
 
@@ -233,29 +245,56 @@ def _metrics(y: np.ndarray, pred: np.ndarray, classification: bool) -> tuple[flo
     return r2, -sse / len(y)
 
 
+def _libsvm_fit(K: np.ndarray, y: np.ndarray, w: np.ndarray, cand: dict, classification: bool):
+    """libsvm's training call exactly as ``SVC/SVR(kernel="precomputed", C, epsilon).fit(K, y, sample_weight=w)``
+    makes it (same arguments: tol 1e-3, cache 200 MB, shrinking, no iteration limit, class weights 1), without the
+    estimator's per-call parameter and input validation (milliseconds per fit; ``K`` was checked once by
+    :func:`kernel`). Returns (support indices into the non-zero-weight rows, dual coefficients, intercept) with
+    scikit-learn's signs (``decision_function = K[:, sv] @ dual + intercept``). Falls back to the estimator when
+    scikit-learn's private ``_libsvm`` module is not there."""
+    try:
+        from sklearn.svm import _libsvm
+    except ImportError:   # pragma: no cover - other scikit-learn layouts
+        _libsvm = None
+    if _libsvm is None:
+        from sklearn.svm import SVC, SVR
+
+        import sklearn
+        est = (SVC(kernel="precomputed", C=cand["C"]) if classification
+               else SVR(kernel="precomputed", C=cand["C"], epsilon=cand.get("epsilon", 0.1)))
+        with sklearn.config_context(assume_finite=True):
+            est.fit(K, y, sample_weight=w)
+        return est.support_, est.dual_coef_[0], float(est.intercept_[0])
+    if classification:   # what BaseSVC._validate_targets hands libsvm: class indices of the sorted classes
+        yy = (y > 0).astype(np.float64)
+        kw = dict(svm_type=0, class_weight=np.ones(2), epsilon=0.0)
+    else:
+        yy = np.ascontiguousarray(y, dtype=np.float64)
+        kw = dict(svm_type=3, class_weight=np.empty(0), epsilon=float(cand.get("epsilon", 0.1)))
+    _libsvm.set_verbosity_wrap(0)   # libsvm's global print switch (the estimator sets it from verbose=False)
+    support, _, _, coef, intercept, _, _, status, _ = _libsvm.fit(
+        K, yy, kernel="precomputed", C=float(cand["C"]), nu=0.5, probability=0, degree=3, shrinking=1, tol=1e-3,
+        cache_size=200.0, coef0=0.0, gamma=0.0, max_iter=-1, random_seed=0, sample_weight=w, **kw)
+    dual, b = coef[0], float(intercept[0])
+    if classification:   # scikit-learn flips both for two classes
+        dual, b = -dual, -b
+    return support, dual, b
+
+
 def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, cand: dict,
               classification: bool, where: str = "") -> tuple[float, float]:
     """Fit libsvm on the kernel rows/columns of ``train`` (zero sample weights elsewhere) and score on ``test``:
-    (metric, scoring). ``K``: finite (as :func:`kernel` returns it); ``y``: labels of all rows (classification in
-    {-1, 1})."""
-    from sklearn.svm import SVC, SVR
-
+    (metric, scoring). ``K``: finite, C-contiguous float64 (as :func:`kernel` returns it); ``y``: labels of all
+    rows (classification in {-1, 1})."""
     n = len(y)
     w = np.zeros(n)
     w[train] = 1.0
-    if classification:
-        if len(np.unique(y[train])) < 2:
-            raise LabelError(f"{where}: the training part of this fold holds one class only; the SVM needs both "
-                             "(NeuCo-Bench fails here too). Use more samples of the rare class.")
-        est = SVC(kernel="precomputed", C=cand["C"])
-    else:
-        est = SVR(kernel="precomputed", C=cand["C"], epsilon=cand.get("epsilon", 0.1))
-    import sklearn
-
-    with sklearn.config_context(assume_finite=True):   # K comes from kernel(), which checked it once
-        est.fit(K, y, sample_weight=w)
-    sv = np.sort(train)[est.support_]          # libsvm dropped the zero-weight rows: support_ indexes the rest
-    dec = K[np.ix_(test, sv)] @ est.dual_coef_[0] + est.intercept_[0]
+    if classification and ((y[train] > 0).all() or (y[train] < 0).all()):
+        raise LabelError(f"{where}: the training part of this fold holds one class only; the SVM needs both "
+                         "(NeuCo-Bench fails here too). Use more samples of the rare class.")
+    support, dual, b = _libsvm_fit(K, y, w, cand, classification)
+    sv = np.sort(train)[support]          # libsvm dropped the zero-weight rows: support indexes the rest
+    dec = K[np.ix_(test, sv)] @ dual + b
     if classification:
         dec = np.where(dec < 0, -1.0, 1.0)   # sklearn/libsvm: decision >= 0 -> classes_[1] (= 1)
     return _metrics(y[test], dec, classification)
@@ -285,18 +324,20 @@ class _Task:
         self.scoring = np.full((K, C), np.nan)
         self.inner = [_inner_splits(tr, split_seed) for tr, _ in folds] if select == "inner" else None
         self.inner_metric = np.full((K, C, INNER_FOLDS), np.nan) if select == "inner" else None
+        self.optimizer_steps: list[float] = []   # CPU seconds in skopt's ask + tell per step (search="bayes")
+        self.bounds = None                       # (min, max) of the Gram matrix
 
     def run_candidate(self, j, K, X, G, pool):
         c = self.cands[j]
 
         def one(k):
             tr, te = self.folds[k]
-            Kk = K if K is not None else kernel(G, c, _scale_gamma(G, tr, X))
+            Kk = K if K is not None else kernel(G, c, _scale_gamma(G, tr, X), self.bounds)
             where = f"task {self.name!r}, fold {k}"
             self.metric[k, j], self.scoring[k, j] = fit_score(Kk, self.y, tr, te, c, self.cls, where)
             if self.inner is not None:
                 for i, (itr, ite) in enumerate(self.inner[k]):
-                    Ki = K if K is not None else kernel(G, c, _scale_gamma(G, itr, X))
+                    Ki = K if K is not None else kernel(G, c, _scale_gamma(G, itr, X), self.bounds)
                     self.inner_metric[k, j, i] = fit_score(Ki, self.y, itr, ite, c, self.cls,
                                                            f"{where}, inner split {i}")[0]
         if pool is not None:
@@ -332,23 +373,33 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
     groups: list[tuple[np.ndarray, list[_Task]]] = []
     for t in tasks:
         cands = sample_candidates(pp, t["classification"], n_iter, rs) if search == "random" else []
-        task = _Task(t["name"], np.asarray(t["y"], dtype=np.float64), t["classification"],
-                     [(np.asarray(a), np.asarray(b)) for a, b in t["folds"]], cands, select, split_seed)
-        for rows, members in groups:
-            if len(rows) == len(t["rows"]) and np.array_equal(rows, t["rows"]):
+        # each task's rows in ascending order (its labels and fold positions mapped along), so that tasks
+        # labelling the same samples in different orders share one Gram matrix and kernel matrices
+        rows0 = np.asarray(t["rows"])
+        order = np.argsort(rows0, kind="stable")
+        inv = np.empty_like(order)
+        inv[order] = np.arange(len(order))
+        task = _Task(t["name"], np.asarray(t["y"], dtype=np.float64)[order], t["classification"],
+                     [(inv[np.asarray(a)], inv[np.asarray(b)]) for a, b in t["folds"]], cands, select, split_seed)
+        rows = rows0[order]
+        for grows, members in groups:
+            if len(grows) == len(rows) and np.array_equal(grows, rows):
                 members.append(task)
                 break
         else:
-            groups.append((np.asarray(t["rows"]), [task]))
+            groups.append((rows, [task]))
     try:
         bar = tqdm(total=n_iter * len(tasks), desc="svm candidates", disable=not progress)
         for rows, members in groups:
             Xg = X[rows]
             G = gram(Xg, device)
+            bounds = (float(G.min()), float(G.max()))
+            for task in members:
+                task.bounds = bounds
             if search == "random":
                 for j in range(n_iter):
                     c = members[0].cands[j]
-                    K = kernel(G, c) if "gamma" in c else None
+                    K = kernel(G, c, bounds=bounds) if "gamma" in c else None
                     for task in members:
                         task.run_candidate(j, K, Xg, G, pool)
                         bar.update(1)
@@ -364,7 +415,8 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
         for task in members:
             mx = np.max(task.metric, axis=1)
             res = {"name": task.name, "max_scores": mx, "metric": task.metric, "scoring": task.scoring,
-                   "candidates": task.cands, "best": int(np.argmax(task.scoring.mean(axis=0)))}
+                   "candidates": task.cands, "best": int(np.argmax(task.scoring.mean(axis=0))),
+                   "optimizer_steps": task.optimizer_steps}
             if select == "inner":
                 chosen = np.argmax(task.inner_metric.mean(axis=2), axis=1)   # training part only
                 res["chosen"] = chosen
@@ -397,6 +449,7 @@ def _bayes(task: _Task, pp: dict, n_iter: int, rs, X, G, pool, bar) -> None:
     kwargs["dimensions"] = dimensions_aslist(sp)
     kwargs["random_state"] = check_random_state(rs)
     opt = Optimizer(**kwargs)
+    opt.base_estimator_ = _fast_forest(opt.base_estimator_)
     n_points = int(op.get("n_points", 1))
     K_, C_ = task.metric.shape
     task.metric = np.full((K_, n_iter), np.nan)
@@ -406,16 +459,68 @@ def _bayes(task: _Task, pp: dict, n_iter: int, rs, X, G, pool, bar) -> None:
     left = n_iter
     while left > 0:
         m = min(left, n_points)
+        t0 = time.process_time()
         params = [[np.array(v).item() for v in p] for p in _ask(opt, m)]
+        step = time.process_time() - t0
         start = len(task.cands)
         for p in params:
             task.cands.append(dict(point_asdict(sp, p)))
         for j in range(start, start + m):
             c = task.cands[j]
-            task.run_candidate(j, kernel(G, c) if "gamma" in c else None, X, G, pool)
+            task.run_candidate(j, kernel(G, c, bounds=task.bounds) if "gamma" in c else None, X, G, pool)
             bar.update(1)
+        t0 = time.process_time()
         opt.tell(params, [-float(np.mean(task.scoring[:, j])) for j in range(start, start + m)])
+        task.optimizer_steps.append(step + time.process_time() - t0)
         left -= m
+
+
+_FAST_RF = None
+
+
+def _fast_forest(est):
+    """skopt's random-forest surrogate with the same parameters (so ``clone`` and ``fit`` are unchanged) whose
+    ``predict`` gives bit-identical mean and std faster: one leaf look-up per tree serves both the tree's mean and
+    its variance (skopt calls ``tree.apply`` and ``tree.predict`` separately, each with scikit-learn's per-call
+    input validation), the sum runs in the forest's estimator order as scikit-learn's single-job predict does, and
+    the last (X, return_std) answer is reused: skopt's ``gp_hedge`` acquisition asks the same 10,000 points three
+    times per step. Other surrogates are returned unchanged."""
+    global _FAST_RF
+    from skopt.learning import RandomForestRegressor
+
+    if type(est) is not RandomForestRegressor or est.criterion != "squared_error":
+        return est
+    if _FAST_RF is None:
+        class FastRF(RandomForestRegressor):
+            def predict(self, X, return_std=False):
+                memo = getattr(self, "_memo", None)
+                if memo is not None and memo[0] is X and memo[1] == return_std:
+                    return memo[2]
+                X32 = np.asarray(X, dtype=np.float32)
+                if X32.ndim != 2 or not np.isfinite(X32).all():
+                    return super().predict(X, return_std=return_std)
+                mean = np.zeros(len(X32))
+                second = np.zeros(len(X32)) if return_std else None
+                for t in self.estimators_:
+                    leaf = t.tree_.apply(X32)
+                    m = t.tree_.value.take(leaf, axis=0, mode="clip").reshape(len(X32), -1)[:, 0]
+                    mean += m
+                    if return_std:
+                        var = t.tree_.impurity[leaf]
+                        var[var < self.min_variance] = self.min_variance
+                        second += var + m ** 2
+                mean /= len(self.estimators_)
+                out = mean
+                if return_std:
+                    second /= len(self.estimators_)
+                    second -= mean ** 2.0
+                    second[second < 0.0] = 0.0
+                    out = (mean, second ** 0.5)
+                self._memo = (X, return_std, out)
+                return out
+
+        _FAST_RF = FastRF
+    return _FAST_RF(**est.get_params())
 
 
 def probe_params_of(cfg: dict | None) -> dict:
@@ -484,6 +589,7 @@ def finish(result, info: list[dict], pp: dict, *, search: str, select: str, seed
         if select == "inner":
             opt[r["name"]]["chosen"] = [int(c) for c in r["chosen"]]
     d["svm"] = {"search": search, "select": select, "max_over_candidates": opt,
+                "optimizer_cpu_seconds": {r["name"]: r["optimizer_steps"] for r in info},   # per ask+tell step
                 "candidates": {r["name"]: r["candidates"] for r in info}}
     rows = []
     for r in info:
