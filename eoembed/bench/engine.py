@@ -18,6 +18,7 @@ This module imports neither torch nor scikit-learn (``eoembed bench`` starts fas
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -28,6 +29,9 @@ BETAS = (0.9, 0.999)
 EPS = 1e-8
 #: Default bytes of per-block arrays (row indices, permutations, held-out logits of the probes in one block).
 MEMORY_BUDGET = 256 * 2**20
+#: Probes a CPU thread takes at a time from the fused kernel's parallel loop (dynamic scheduling: a thread slowed by
+#: other work on a shared machine does not hold the others up at the end of every epoch).
+CHUNK = int(os.environ.get("EOEMBED_PROBE_CHUNK", "4"))
 
 
 # ----------------------------------------------------------------------------------------------- draws
@@ -205,8 +209,9 @@ def _train_fused(X, Y, task_of_probe, is_cls, train_idx, test_idx, epochs, seed,
             y_te = Yf[task[sl][:, None], te[gidx]]
             for e in range(epochs):
                 perm = np.concatenate(draws.permutations()).astype(np.int64, copy=False)
-                kernel(X, Yf, task[sl], cls[sl], tr, tr_off, perm, te, te_off, W, M, V, steps, float(lr),
-                       float(weight_decay), BETAS[0], BETAS[1], EPS, int(batch_size), logits)
+                with numba.parallel_chunksize(CHUNK):    # probes handed out a few at a time: balanced threads
+                    kernel(X, Yf, task[sl], cls[sl], tr, tr_off, perm, te, te_off, W, M, V, steps, float(lr),
+                           float(weight_decay), BETAS[0], BETAS[1], EPS, int(batch_size), logits)
                 history[sl, e] = epoch_metric(np.where(mask, logits[gidx], 0.0), y_te, mask, cls[sl], metric)
                 bar.update(1)
         bar.close()
