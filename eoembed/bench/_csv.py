@@ -3,7 +3,8 @@ order), one unquoted id and D plain decimal numbers per line. Every number is co
 rounded parser (pyarrow's, pandas' "high" precision) converts it: mantissas up to 2^53 times or over an exact power of ten 10^0..10^22 (Clinger's fast path: one IEEE operation on two exact
 operands, so the result is the correctly rounded value). Anything else -- quotes, blank or missing cells, nan/inf,
 more digits, larger exponents, ragged or blank lines, a byte-order mark -- makes :func:`read` return None, and the
-caller's general reader (pyarrow, then the checked pandas reader) reads the file instead.
+caller's general reader (pyarrow, then the checked pandas reader) reads the file instead. (One difference, without
+effect on any result: "-0" in a column of integers is -0.0 here, 0.0 in pyarrow, which types that column as integers.)
 """
 from __future__ import annotations
 

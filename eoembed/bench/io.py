@@ -320,7 +320,7 @@ def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: 
     if big:
         if n_nan:
             X[nan_mask] = 0.0
-    else:
+    elif n_nan:
         X = np.where(nan_mask, 0.0, X)
     del nan_mask
     if X.size and float(X.max()) == float(X.min()):
@@ -330,6 +330,9 @@ def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: 
     sigma = _std_blocked(X, mu) if big else float(X.std())
     if standardize:
         if big:
+            X -= mu
+            X /= sigma if sigma != 0 else 1.0
+        elif owned:                       # same IEEE operations, no temporaries
             X -= mu
             X /= sigma if sigma != 0 else 1.0
         else:
