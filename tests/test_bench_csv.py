@@ -82,7 +82,7 @@ def test_unusual_cells_are_handed_over(tmp_path, cell, where):
 
 @pytest.mark.parametrize("text", ["id,0,1\na,1,2\nb,3\n", "id,0,1\na,1,2\n\nb,3,4\n", "\ufeffid,0,1\na,1,2\n",
                                   "id,0,x\na,1,2\n", "id,0,0\na,1,2\n", "id,0,00\na,1,2\n", "id,0,1\n",
-                                  '"id","0"\na,1\n', "id;0;1\na;1;2\n"])
+                                  '"id","0"\na,1\n', "id;0;1\na;1;2\n", ""])
 def test_unusual_files_are_handed_over(tmp_path, text):
     path = tmp_path / "emb.csv"
     path.write_bytes(text.encode())

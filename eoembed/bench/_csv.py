@@ -8,6 +8,7 @@ effect on any result: "-0" in a column of integers is -0.0 here, 0.0 in pyarrow,
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numba
@@ -16,7 +17,7 @@ import numpy as np
 _POW10 = np.array([10.0 ** k for k in range(23)], dtype=np.float64)   # all exact in float64
 
 
-def _line_ends(raw: bytes, start: int) -> np.ndarray:
+def _line_ends(raw, start: int) -> np.ndarray:
     """Positions of every '\\n' after ``start`` (memchr), plus len(raw) when the last line has no newline."""
     ends, find, pos = [], raw.find, start
     while True:
@@ -143,9 +144,22 @@ def _header(buf: np.ndarray) -> tuple[int, int, np.ndarray] | None:
 
 
 def read(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values float64 (n, D), raw ids) of a plain NeuCo CSV, or None when the file is not plain (see module)."""
-    raw = Path(path).read_bytes()
-    buf = np.frombuffer(raw, dtype=np.uint8)
+    """(values float64 (n, D), raw ids) of a plain NeuCo CSV, or None when the file is not plain (see module).
+    The file is memory-mapped (no copy; its pages are read by the parallel parse)."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+            buf = np.frombuffer(raw, dtype=np.uint8)
+            try:
+                return _read(raw, buf)
+            finally:
+                del buf                   # the buffer export must end before the map closes
+
+
+def _read(raw, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     head = _header(buf)
     if head is None:
         return None
