@@ -10,7 +10,10 @@ Speed, side by side in the same run (``--speed-n`` x ``--speed-dim``, default 2,
 label folder and config): NeuCo-Bench's ``benchmark/main.py`` as a whole process (timed from outside) and its
 ``evaluate`` inside that process (CSV read included), against ``eoembed bench`` as a whole process and eoembed's
 ``evaluate`` in-process (CSV read included, imports done and the numba kernel compiled/cached, best of --repeats).
-Both ratios are reported. Without NeuCo-Bench's source (--neuco-src / $NEUCO_BENCH_SRC) the benchmark says so and
+Both ratios are reported, on wall time and on CPU time (process_time in-process, getrusage of the children for whole
+processes: less inflated by other jobs on a shared machine), with a CPU-time breakdown of eoembed's ``evaluate`` by
+stage on one thread (CSV parse, labels, standardisation, splits, permutations, kernel, metrics) and the wall time it
+projects on two idle cores. Without NeuCo-Bench's source (--neuco-src / $NEUCO_BENCH_SRC) the benchmark says so and
 stops. Writes benchmarks/results/neuco_parity.json.
 Usage: NEUCO_BENCH_SRC=/path/to/NeuCo-Bench python benchmarks/bench_neuco_parity.py [--n 600] [--dim 64] [--seeds 3]
        [--speed-n 2000] [--speed-dim 1024] [--skip-parity] [--skip-speed]
@@ -80,14 +83,22 @@ MAIN_RUNNER = NEUCO_PRELUDE + textwrap.dedent("""
     import evaluation.evaluation as ev
     real = ev.evaluate
     def timed(*a, **k):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = real(*a, **k)
+        print("CPU", time.process_time() - c0, flush=True)
         print("SECONDS", time.perf_counter() - t0, flush=True)
         return out
     ev.evaluate = timed
     sys.argv = [str(src / "benchmark" / "main.py")] + sys.argv[2:]
     runpy.run_path(sys.argv[0], run_name="__main__")
 """)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children."""
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def write_inputs(work: Path, n: int, dim: int, folds: int, epochs: int):
@@ -111,6 +122,79 @@ def write_inputs(work: Path, n: int, dim: int, folds: int, epochs: int):
     return lab
 
 
+def stages_cpu(work: Path, repeats: int = 3) -> dict:
+    """CPU seconds of each stage of one in-process ``evaluate`` with numba on one thread (so CPU time is the work,
+    whatever else runs on the machine); best of ``repeats``. Stages are timed with time.thread_time in the thread
+    that runs them (the kernel runs in eoembed's worker thread while the main thread draws the next batch orders
+    and scores the last epoch), the total with time.process_time. Projected wall time on c idle cores:
+    serial + (parallel + overlapped) / c, with parallel = kernel + CSV parse (numba threads), overlapped =
+    permutations + epoch metrics (main thread, during the kernel) and serial = the rest."""
+    import collections
+
+    import numba
+
+    import eoembed.bench._csv as csv_mod
+    import eoembed.bench.core as core
+    import eoembed.bench.engine as engine
+    import eoembed.bench.io as io
+
+    acc: collections.Counter = collections.Counter()
+    saved = []
+
+    def timed(mod, name, key):
+        f = getattr(mod, name)
+        saved.append((mod, name, f))
+
+        def g(*a, **k):
+            c0 = time.thread_time()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[key] += time.thread_time() - c0
+        setattr(mod, name, g)
+
+    timed(csv_mod, "_parse", "csv_parse")
+    timed(io, "_read_csv_fast", "csv_read_total")
+    timed(io, "read_labels_any", "labels")
+    timed(io, "_standardise", "standardise")
+    timed(core, "prepare", "prepare_total")
+    timed(core, "_splits", "splits")
+    timed(engine, "epoch_metric", "epoch_metrics")
+    timed(engine.ProbeDraws, "permutations", "permutations")
+    kernel = engine._kernel()
+    saved.append((engine, "_kernel", engine._kernel))
+
+    def k(*a):
+        c0 = time.thread_time()
+        try:
+            return kernel(*a)
+        finally:
+            acc["kernel"] += time.thread_time() - c0
+    engine._kernel = lambda: k
+    old_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    runs = []
+    try:
+        for _ in range(repeats + 1):                               # the first run: warm-up
+            acc.clear()
+            c0 = time.process_time()
+            evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", device="cpu", progress=False)
+            acc["evaluate_total"] = time.process_time() - c0
+            runs.append(dict(acc))
+    finally:
+        numba.set_num_threads(old_threads)
+        for mod, name, f in saved:
+            setattr(mod, name, f)
+    best = min(runs[1:], key=lambda r: r["evaluate_total"])
+    best["parallel"] = best["kernel"] + best["csv_parse"]
+    best["overlapped"] = best["permutations"] + best["epoch_metrics"]
+    best["serial"] = best["evaluate_total"] - best["parallel"] - best["overlapped"]
+    best["projected_wall_2_idle_cores"] = best["serial"] + (best["parallel"] + best["overlapped"]) / 2
+    print("CPU seconds per stage (one thread, best of %d): " % repeats
+          + ", ".join(f"{key} {v:.3f}" for key, v in sorted(best.items(), key=lambda kv: -kv[1])), flush=True)
+    return {key: round(v, 4) for key, v in best.items()}
+
+
 def speed(src: str, n: int, dim: int, folds: int, epochs: int, repeats: int) -> dict:
     """Both ratios, NeuCo-Bench's code and eoembed side by side on the same inputs."""
     work = Path(tempfile.mkdtemp(prefix="neuco_speed_"))
@@ -119,30 +203,37 @@ def speed(src: str, n: int, dim: int, folds: int, epochs: int, repeats: int) -> 
     evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", folds=2, epochs=1, device="cpu",
              progress=False)                                       # imports done, kernel compiled / loaded
     t_neuco_in, t_neuco_whole, t_in, t_whole, loads = [], [], [], [], []
+    cpu_in, cpu_neuco_in, cpu_neuco_whole, cpu_whole = [], [], [], []
     for r in range(repeats):
         loads.append(os.getloadavg()[0])
         out = work / f"neuco_{r}"
+        ch0 = _children_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", MAIN_RUNNER, src, "--submission_file", str(work / "emb.csv"),
                                "--annotation_path", str(work / "labels"), "--config", str(work / "cfg.yaml"),
                                "--output_dir", str(out), "--phase", "p", "--method_name", "neuco"],
                               capture_output=True, text=True)
         t_neuco_whole.append(time.perf_counter() - t0)
+        cpu_neuco_whole.append(_children_cpu() - ch0)
         if proc.returncode:
             sys.exit(proc.stderr[-3000:])
         t_neuco_in.append(float(proc.stdout.split("SECONDS")[-1].split()[0]))
+        cpu_neuco_in.append(float(proc.stdout.split("CPU")[-1].split()[0]))
+        ch0 = _children_cpu()
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "eoembed.cli", "bench", str(work / "emb.csv"), "--labels",
                                str(work / "labels"), "--out", str(work / f"eoembed_{r}"), "--config",
                                str(work / "cfg.yaml"), "--device", "cpu", "--no-progress"],
                               capture_output=True, text=True, env=env)
         t_whole.append(time.perf_counter() - t0)
+        cpu_whole.append(_children_cpu() - ch0)
         if proc.returncode:
             sys.exit(proc.stderr[-3000:])
         for _ in range(3):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             evaluate(work / "emb.csv", work / "labels", config=work / "cfg.yaml", device="cpu", progress=False)
             t_in.append(time.perf_counter() - t0)
+            cpu_in.append(time.process_time() - c0)
         loads.append(os.getloadavg()[0])
         print(f"speed run {r}: NeuCo-Bench main.py {t_neuco_whole[-1]:.1f} s (its evaluate {t_neuco_in[-1]:.1f} s); "
               f"eoembed bench {t_whole[-1]:.2f} s, evaluate {min(t_in[-3:]):.2f} s", flush=True)
@@ -152,10 +243,18 @@ def speed(src: str, n: int, dim: int, folds: int, epochs: int, repeats: int) -> 
            "ratio_in_process": min(t_neuco_in) / min(t_in), "ratio_whole_process": min(t_neuco_whole) / min(t_whole),
            "ratio_in_process_median": float(np.median(t_neuco_in) / np.median(t_in)),
            "ratio_whole_process_median": float(np.median(t_neuco_whole) / np.median(t_whole)),
-           "loadavg_1min": loads}
+           "loadavg_1min": loads,
+           # CPU seconds (user + system) of the same runs: what the machine's other jobs do not inflate as much
+           "cpu_seconds_neuco_main_py": cpu_neuco_whole, "cpu_seconds_eoembed_bench_cli": cpu_whole,
+           "cpu_seconds_eoembed_evaluate": cpu_in, "cpu_seconds_neuco_evaluate": cpu_neuco_in,
+           "ratio_in_process_cpu": min(cpu_neuco_in) / min(cpu_in),
+           "ratio_whole_process_cpu": min(cpu_neuco_whole) / min(cpu_whole),
+           "eoembed_evaluate_stages_cpu_one_thread": stages_cpu(work)}
     print(f"in-process: NeuCo-Bench evaluate {min(t_neuco_in):.1f} s vs eoembed evaluate {min(t_in):.2f} s = "
           f"{out['ratio_in_process']:.0f}x; whole process: main.py {min(t_neuco_whole):.1f} s vs eoembed bench "
-          f"{min(t_whole):.2f} s = {out['ratio_whole_process']:.1f}x (best of {repeats}; 1-min load {loads})")
+          f"{min(t_whole):.2f} s = {out['ratio_whole_process']:.1f}x (best of {repeats}; 1-min load {loads}); "
+          f"CPU seconds: in-process {min(cpu_neuco_in):.1f} vs {min(cpu_in):.2f} = {out['ratio_in_process_cpu']:.0f}x, "
+          f"whole process {min(cpu_neuco_whole):.1f} vs {min(cpu_whole):.2f} = {out['ratio_whole_process_cpu']:.1f}x")
     return out
 
 

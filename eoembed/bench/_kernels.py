@@ -6,9 +6,23 @@ import numba
 import numpy as np
 
 
+@numba.njit(fastmath=True, nogil=True, cache=True, inline="always")
+def _adamw(w, m, v, g, decay, c1, c2, fb2, feps, step_size, inv_bc2):
+    """AdamW step of one probe, as torch.optim.AdamW (single-tensor): decay, moments, bias-corrected step."""
+    for k in range(w.shape[0]):
+        gk = g[k]
+        mk = m[k] + c1 * (gk - m[k])
+        vk = v[k] * fb2 + c2 * gk * gk
+        m[k] = mk
+        v[k] = vk
+        w[k] = w[k] * decay - step_size * mk / (math.sqrt(vk) * inv_bc2 + feps)
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd, b1, b2, eps, B, logits):
-    """One epoch of every probe of the block; probe p's state is row p of W / M / V ([weight | bias])."""
+    """One epoch of every probe of the block; probe p's state is row p of W / M / V ([weight | bias]).
+    Per step: the batch rows 4 at a time (forward pass, dL/dz, gradient while the 4 rows are in L1), then AdamW;
+    after the epoch the held-out logits."""
     P = tr_off.shape[0] - 1
     d = X.shape[1]
     decay = np.float32(1.0 - lr * wd)
@@ -17,7 +31,6 @@ def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd,
     for p in numba.prange(P):
         w, m, v = W[p], M[p], V[p]
         g = np.empty(d + 1, dtype=np.float32)
-        dz = np.empty(B, dtype=np.float32)
         rows = np.empty(B, dtype=np.int64)
         zz = np.empty(4, dtype=np.float32)
         y = Y[task[p]]
@@ -28,8 +41,10 @@ def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd,
             inv = np.float32(1.0 / bs)
             for r in range(bs):
                 rows[r] = tr[o + perm[o + s0 + r]]
+            g[:] = 0.0
+            gb = np.float32(0.0)
             r = 0
-            while r < bs:                                 # forward, 4 rows per pass over w
+            while r < bs:              # 4 rows: forward, then their share of the gradient while they are in L1
                 i0 = rows[r]
                 i1 = rows[min(r + 1, bs - 1)]
                 i2 = rows[min(r + 2, bs - 1)]
@@ -43,48 +58,46 @@ def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd,
                     a2 += x2[k] * wk
                     a3 += x3[k] * wk
                 zz[0], zz[1], zz[2], zz[3] = a0, a1, a2, a3
-                for q in range(min(4, bs - r)):
+                nq = min(4, bs - r)
+                for q in range(nq):                       # dL/dz of each row (mean over the batch)
                     z = zz[q] + w[d]
                     yi = y[rows[r + q]]
                     if cls[p]:
-                        dz[r + q] = (np.float32(1.0) / (np.float32(1.0) + np.exp(-z)) - yi) * inv
+                        zz[q] = (np.float32(1.0) / (np.float32(1.0) + np.exp(-z)) - yi) * inv
                     else:
-                        dz[r + q] = np.float32(2.0) * (z - yi) * inv
+                        zz[q] = np.float32(2.0) * (z - yi) * inv
+                if nq == 4:
+                    a0, a1, a2, a3 = zz[0], zz[1], zz[2], zz[3]
+                    for k in range(d):
+                        g[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
+                    gb += a0 + a1 + a2 + a3
+                else:
+                    for q in range(nq):
+                        a0 = zz[q]
+                        x0 = X[rows[r + q]]
+                        for k in range(d):
+                            g[k] += a0 * x0[k]
+                        gb += a0
                 r += 4
-            g[:] = 0.0
-            gb = np.float32(0.0)
-            r = 0
-            while r + 4 <= bs:
-                a0, a1, a2, a3 = dz[r], dz[r + 1], dz[r + 2], dz[r + 3]
-                x0, x1, x2, x3 = X[rows[r]], X[rows[r + 1]], X[rows[r + 2]], X[rows[r + 3]]
-                for k in range(d):
-                    g[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
-                gb += a0 + a1 + a2 + a3
-                r += 4
-            while r < bs:
-                a0 = dz[r]
-                x0 = X[rows[r]]
-                for k in range(d):
-                    g[k] += a0 * x0[k]
-                gb += a0
-                r += 1
             g[d] = gb
             # AdamW, as torch.optim.AdamW (single-tensor): decay, moments, bias-corrected step
             steps[p] += 1.0
             t = steps[p]
             step_size = np.float32(lr / (1.0 - b1 ** t))
-            bc2 = np.float32(math.sqrt(1.0 - b2 ** t))
-            for k in range(d + 1):
-                gk = g[k]
-                mk = m[k] + c1 * (gk - m[k])
-                vk = v[k] * fb2 + c2 * gk * gk
-                m[k], v[k] = mk, vk
-                w[k] = w[k] * decay - step_size * mk / (math.sqrt(vk) / bc2 + feps)
-        ot = te_off[p]
-        for r in range(te_off[p + 1] - ot):
-            i = te[ot + r]
-            acc = np.float32(0.0)
+            inv_bc2 = np.float32(1.0 / math.sqrt(1.0 - b2 ** t))
+            _adamw(w, m, v, g, decay, c1, c2, fb2, feps, step_size, inv_bc2)
+        ot = te_off[p]                                    # held-out logits, 4 rows per pass over w
+        nt = te_off[p + 1] - ot
+        for r in range(0, nt, 4):
+            x0, x1 = X[te[ot + r]], X[te[ot + min(r + 1, nt - 1)]]
+            x2, x3 = X[te[ot + min(r + 2, nt - 1)]], X[te[ot + min(r + 3, nt - 1)]]
+            a0 = a1 = a2 = a3 = np.float32(0.0)
             for k in range(d):
-                acc += X[i, k] * w[k]
-            logits[ot + r] = acc + w[d]
-
+                wk = w[k]
+                a0 += x0[k] * wk
+                a1 += x1[k] * wk
+                a2 += x2[k] * wk
+                a3 += x3[k] * wk
+            zz[0], zz[1], zz[2], zz[3] = a0, a1, a2, a3
+            for q in range(min(4, nt - r)):
+                logits[ot + r + q] = zz[q] + w[d]

@@ -18,6 +18,7 @@ This module imports neither torch nor scikit-learn (``eoembed bench`` starts fas
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -28,6 +29,9 @@ BETAS = (0.9, 0.999)
 EPS = 1e-8
 #: Default bytes of per-block arrays (row indices, permutations, held-out logits of the probes in one block).
 MEMORY_BUDGET = 256 * 2**20
+#: Probes a CPU thread takes at a time from the fused kernel's parallel loop (dynamic scheduling: a thread slowed by
+#: other work on a shared machine does not hold the others up at the end of every epoch).
+CHUNK = int(os.environ.get("EOEMBED_PROBE_CHUNK", "4"))
 
 
 # ----------------------------------------------------------------------------------------------- draws
@@ -173,6 +177,11 @@ def _padded(flat: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _train_fused(X, Y, task_of_probe, is_cls, train_idx, test_idx, epochs, seed, metric, batch_size, lr,
                  weight_decay, progress, threads, blocks, keys) -> np.ndarray:
+    """The fused kernel, epoch after epoch, block after block. The kernel (numba, no GIL) runs in a worker thread
+    while this thread draws the next epoch's permutations and scores the previous epoch (double-buffered logits):
+    the same work in the same order, overlapped."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import numba
     from tqdm.auto import tqdm
 
@@ -183,11 +192,16 @@ def _train_fused(X, Y, task_of_probe, is_cls, train_idx, test_idx, epochs, seed,
     task = np.asarray(task_of_probe, dtype=np.int64)
     cls = np.asarray(is_cls, dtype=np.bool_)
     history = np.empty((len(train_idx), epochs), dtype=np.float64)
-    old = numba.get_num_threads()
-    if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        bar = tqdm(total=len(blocks) * epochs, desc="probe epochs", disable=not progress, leave=False)
+    nthreads = numba.get_num_threads() if threads is None else max(1, min(int(threads),
+                                                                          numba.config.NUMBA_NUM_THREADS))
+
+    def run(*args):                       # in the worker: numba's thread count and chunk size are per thread
+        numba.set_num_threads(nthreads)
+        with numba.parallel_chunksize(CHUNK):    # probes handed out a few at a time: balanced threads
+            kernel(*args)
+
+    bar = tqdm(total=len(blocks) * epochs, desc="probe epochs", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eoembed-probes") as pool:
         for blk in blocks:
             sl = slice(blk.start, blk.stop)
             tr_l = [np.asarray(train_idx[p], dtype=np.int64) for p in blk]
@@ -200,18 +214,28 @@ def _train_fused(X, Y, task_of_probe, is_cls, train_idx, test_idx, epochs, seed,
             W = draws.init()
             M, V = np.zeros_like(W), np.zeros_like(W)
             steps = np.zeros(len(blk), dtype=np.float64)
-            logits = np.empty(te.size, dtype=np.float32)
+            logits = [np.empty(te.size, dtype=np.float32) for _ in range(2)]
             gidx, mask = _padded(te, te_off)
             y_te = Yf[task[sl][:, None], te[gidx]]
-            for e in range(epochs):
-                perm = np.concatenate(draws.permutations()).astype(np.int64, copy=False)
-                kernel(X, Yf, task[sl], cls[sl], tr, tr_off, perm, te, te_off, W, M, V, steps, float(lr),
-                       float(weight_decay), BETAS[0], BETAS[1], EPS, int(batch_size), logits)
-                history[sl, e] = epoch_metric(np.where(mask, logits[gidx], 0.0), y_te, mask, cls[sl], metric)
+
+            def score(e):
+                history[sl, e] = epoch_metric(np.where(mask, logits[e % 2][gidx], 0.0), y_te, mask, cls[sl], metric)
                 bar.update(1)
-        bar.close()
-    finally:
-        numba.set_num_threads(old)
+
+            perm = np.concatenate(draws.permutations()).astype(np.int64, copy=False)
+            for e in range(epochs):
+                job = pool.submit(run, X, Yf, task[sl], cls[sl], tr, tr_off, perm, te, te_off, W, M, V, steps,
+                                  float(lr), float(weight_decay), BETAS[0], BETAS[1], EPS, int(batch_size),
+                                  logits[e % 2])
+                try:
+                    if e > 0:
+                        score(e - 1)
+                    if e + 1 < epochs:
+                        perm = np.concatenate(draws.permutations()).astype(np.int64, copy=False)
+                finally:
+                    job.result()
+            score(epochs - 1)
+    bar.close()
     return history
 
 

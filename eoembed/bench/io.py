@@ -58,12 +58,29 @@ _PANDAS_NA = np.array([None, "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN
                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"], dtype=object)
 
 
+def _read_csv_plain(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The strict parallel numba reader of :mod:`eoembed.bench._csv` (None: not a plain file, or no numba; the
+    ids pandas reads as missing are handed over too)."""
+    try:
+        from eoembed.bench import _csv
+    except ImportError:
+        return None
+    out = _csv.read(path)
+    if out is None or np.isin(out[1], _PANDAS_NA).any():
+        return None
+    return out
+
+
 def _read_csv_fast(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(values float64 with NaN, raw ids) of a plain NeuCo CSV parsed by pyarrow (multi-threaded), or None when the
+    """(values float64 with NaN, raw ids) of a plain NeuCo CSV parsed by eoembed's strict numba reader, else by pyarrow
+    (multi-threaded), or None when the
     file is anything but a clean numeric table (compressed, ragged, duplicate or non-digit columns, text cells,
     ...): the checked pandas reader then reads it and names what is wrong."""
     if path.suffix.lower() != ".csv":
         return None
+    plain = _read_csv_plain(path)
+    if plain is not None:
+        return plain
     try:
         import pyarrow as pa
         from pyarrow import csv as pacsv
@@ -303,7 +320,7 @@ def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: 
     if big:
         if n_nan:
             X[nan_mask] = 0.0
-    else:
+    elif n_nan:
         X = np.where(nan_mask, 0.0, X)
     del nan_mask
     if X.size and float(X.max()) == float(X.min()):
@@ -313,6 +330,9 @@ def _standardise(X: np.ndarray, kept_ids: np.ndarray, source: str, standardize: 
     sigma = _std_blocked(X, mu) if big else float(X.std())
     if standardize:
         if big:
+            X -= mu
+            X /= sigma if sigma != 0 else 1.0
+        elif owned:                       # same IEEE operations, no temporaries
             X -= mu
             X /= sigma if sigma != 0 else 1.0
         else:
