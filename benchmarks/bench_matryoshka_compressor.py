@@ -11,6 +11,9 @@ size alone (out_dim 16, 32, 64, 128); and, as the "unordered" reference, the fir
 128-d compressor (its selected epoch, scored on the same report split). Every number is the report Q-bar of the
 run's selected epoch (selection on the full-size selection Q-bar, as the library default). Also records the cost
 of in-loop Q per prefix (time/q_s of the full size vs time/q_prefix_s of the smaller prefixes).
+Lower-noise paired check (``--report-repeats R``, default 5): the selected embeddings of the Matryoshka prefix and of
+the single-size compressor are re-scored on the same report samples with R further fold draws (split_seed 100..),
+and ``ratio_to_single_repeated`` compares the means (same folds for both: fold noise cancels in the ratio).
 
     .venv/bin/python benchmarks/bench_matryoshka_compressor.py [--store ...] [--labels ...] [--seeds 1337 7]
         [--epochs 20 --eval-every 5 --lr 1e-4] [--out results/....json]

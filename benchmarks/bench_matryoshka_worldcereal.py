@@ -15,7 +15,13 @@ logistic-regression probe (C=1 on z-scored features; nothing is selected), balan
 70/30 splits, reported chance-adjusted: (bacc - 1/5) / (1 - 1/5). Writes
 benchmarks/results/bench_matryoshka_worldcereal.json and prints the table.
 
+Loss options (``--target``, ``--relational``: distill's) default to the plain centred cosine loss;
+bench_matryoshka_worldcereal_standardized.json uses the variant chosen on the generated selection sample
+(standardized + relational 1, see bench_matryoshka.py), chosen without WorldCereal labels. ``--cache`` keeps the
+Presto embeddings (~3 min on 2 cores) in an npz file between runs.
+
     .venv/bin/python benchmarks/bench_matryoshka_worldcereal.py [--shared ../shared] [--epochs 40] [--seeds 3]
+        [--student-input teacher] [--target standardized --relational 1] [--cache /tmp/wc_presto.npz]
 """
 from __future__ import annotations
 
