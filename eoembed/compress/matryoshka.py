@@ -89,8 +89,9 @@ class _Distiller(nn.Module):
         self.relational = float(relational)
         self.loss = loss
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weighted loss summed over prefixes, per-prefix mean cosine)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, relational: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weighted loss summed over prefixes, per-prefix mean cosine); ``relational=False`` leaves out the
+        pairwise term (its matrices grow with the square of the rows: used for the whole-data cosine report)."""
         s = self.student(x)
         cos = torch.stack([nn.functional.cosine_similarity(h(s[:, :k]).float(), t, dim=1).mean()
                            for k, h in zip(self.prefixes, self.heads)])
@@ -100,7 +101,7 @@ class _Distiller(nn.Module):
                                  for k, h in zip(self.prefixes, self.heads)])
         else:
             per_k = 1.0 - cos
-        if self.relational > 0:
+        if self.relational > 0 and relational:
             ct = _cos_matrix(t)
             rel = torch.stack([((_cos_matrix(s[:, :k]) - ct) ** 2).mean() for k in self.prefixes])
             per_k = per_k + self.relational * rel
@@ -486,7 +487,7 @@ def _fit_epoch(model: Any, opt: Any, xt: torch.Tensor, tt: torch.Tensor, ks: tup
     row.update({f"loss/{k}": float(v / n) for k, v in zip(ks, per_k)})
     with torch.no_grad():
         model.eval()
-        _, cos = model(xt, tt)
+        _, cos = model(xt, tt, relational=False)
         model.train()
     row.update({f"cos/{k}": float(c) for k, c in zip(ks, cos.cpu().numpy())})
     row["time_s"] = time.perf_counter() - t0
