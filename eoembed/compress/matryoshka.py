@@ -13,6 +13,8 @@ Distillation (:func:`distill`, TESSERA's recipe, ``../shared/docs/tessera.md``)
 - AdamW at a constant learning rate, a fixed number of epochs, no labels: nothing is selected (the last epoch is
   returned). Seeded (init, batch order); resumable from ``out``/checkpoints; computed inside
   :func:`eoembed.runtime.compute` at ``precision`` (float32 default).
+- Options (label-free): ``target="standardized"`` (z-scored teacher features), ``prefix_weights``, ``relational``
+  (pairwise-cosine term per prefix), ``loss="mse"``; see :func:`distill`.
 - :func:`distill_unordered` is the control: the same student with only the full-size head (prefixes=(out_dim,)).
 
 Prefix evaluation (:func:`prefix_scores`): Q-bar and the mean probe score of s[:k] for every k, relative to the full
@@ -310,8 +312,9 @@ def _check_hparams(epochs: int, hidden: int, batch_size: int, lr: float, weight_
 @dataclasses.dataclass
 class DistillResult:
     """Outcome of :func:`distill`: ``student`` (no heads), ``embeddings`` (sample, feature) of every sample (attrs
-    prefixes, teacher, precision), ``history`` (epoch, loss, loss/<k>, cos/<k>: mean training loss and, after the
-    epoch, mean cosine of h_k(s[:k]) to the centred teacher), the cached ``teacher`` and ``inputs``."""
+    prefixes, teacher, precision), ``history`` (epoch, loss (the weighted total), loss/<k> (1 - cos of head k on
+    the training batches), cos/<k>: after the epoch, mean cosine of h_k(s[:k]) to the target over all samples),
+    the cached ``teacher`` and ``inputs``."""
 
     student: Student
     embeddings: xr.DataArray
