@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--target", choices=("centred", "standardized"), default="centred",
                     help="distill(target=...); the generated-sample selection chose standardized (bench_matryoshka)")
     ap.add_argument("--relational", type=float, default=0.0, help="distill(relational=...)")
+    ap.add_argument("--random-draws", type=int, default=10, help="Gaussian projections scored (spread of the "
+                    "random baseline; the first is the seed-0 draw)")
+    ap.add_argument("--baselines-only", action="store_true", help="score the baselines only (no distillation)")
     ap.add_argument("--cache", default=None, help="npz file caching the Presto embeddings (written when absent)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka_worldcereal.json"))
     a = ap.parse_args()
@@ -138,8 +141,12 @@ def main() -> None:
         rows.append({"method": "pca", "k": k, "seed": None, "score": probe(pcs[:, :k], y, splits)})
         rows.append({"method": "random", "k": k, "seed": None, "score": probe(rp[:, :k], y, splits)})
         rows.append({"method": "pca_standardized", "k": k, "seed": None, "score": probe(pcs_z[:, :k], y, splits)})
+    for d in range(1, a.random_draws):  # more Gaussian draws: the spread of the random-projection baseline
+        wd = np.random.default_rng(d).normal(size=(tc.shape[1], max(KS))).astype(np.float32)
+        for k in KS:
+            rows.append({"method": "random", "k": k, "seed": d, "score": probe((lab_c @ wd)[:, :k], y, splits)})
     train_s = {}
-    for seed in range(a.seeds):
+    for seed in range(0 if a.baselines_only else a.seeds):
         for name, fn in (("matryoshka", distill), ("unordered", distill_unordered)):
             t = time.perf_counter()
             kw = {"prefixes": KS} if name == "matryoshka" else {}
@@ -152,6 +159,15 @@ def main() -> None:
     import pandas as pd
     df = pd.DataFrame(rows)
     summ = df.groupby(["method", "k"])["score"].agg(["mean", "std", "count"]).reset_index()
+    if a.baselines_only:
+        out = Path(a.out)
+        out.write_text(json.dumps({"what": "baselines only (bench_matryoshka_worldcereal.py --baselines-only)",
+                                   "random_draws": a.random_draws, "n_labelled": int(use.sum()),
+                                   "summary": summ.to_dict(orient="records"), "runs": df.to_dict(orient="records"),
+                                   "load_avg_at_end": os.getloadavg(), "total_s": time.perf_counter() - t0},
+                                  indent=1, default=float))
+        print(summ.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
     m128 = summ[(summ.method == "matryoshka") & (summ.k == 128)]["mean"].iloc[0]
     summ["rel_to_matryoshka_128"] = summ["mean"] / m128
     at16 = summ[summ.k == 16].set_index("method")["mean"]
