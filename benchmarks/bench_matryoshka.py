@@ -5,8 +5,10 @@ Teacher: the training-free raw-band features of the generated sample (per season
 of S1 / S2 L1C / S2 L2A: 216 features; eoembed.pipeline.raw_band_features); the student's input is the same
 vector (inputs=None). Student: 128-d, prefixes 16/32/64/128 (eoembed.compress.distill); control: the same
 student with only the 128 head (distill_unordered). Scores: eoembed.compress.prefix_scores (ridge probes,
-TESSERA's chance-adjusted metric, 5 folds to stay under ~2 min) on the sample's 11 tasks. Nothing is selected
-(fixed epochs). Seed spread: at k=16 the Matryoshka and unordered students are also trained with ``--seeds - 1``
+TESSERA's chance-adjusted metric, 5 folds to stay under ~2 min) on the sample's 11 tasks. Loss: target
+"standardized" (teacher features z-scored) + relational 1.0 (pairwise-cosine term per prefix), chosen on a
+disjoint selection sample (SELECTION below); nothing is selected on this sample's labels (fixed epochs).
+Baselines also include PCA of the z-scored teacher (pca_standardized), the linear counterpart of the target. Seed spread: at k=16 the Matryoshka and unordered students are also trained with ``--seeds - 1``
 more seeds (same evaluation), so their k=16 difference can be read against the spread over seeds.
 Writes benchmarks/results/bench_matryoshka.json and prints the table.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -23,6 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+SELECTION = ("target='standardized', relational=1.0 (prefix weights 1) were chosen on a DISJOINT generated sample "
+             "(sample(seed=1), n=200; this benchmark reports on sample(seed=0)), 2 student seeds, criterion: the "
+             "highest mean k=16 rel_score among variants whose k=16 beats PCA-16 and random projection. Candidates "
+             "(mean rel_score over seeds 0, 1 on the selection sample): centred 0.73, standardized 0.82, "
+             "standardized + relational 1 0.84, centred + relational 1 0.61, standardized + weights 4/2/1/1 0.82, "
+             "standardized + weights 8/4/2/1 0.82, standardized + relational 1 + weights 4/2/1/1 0.78, centred + "
+             "weights 8/4/2/1 0.69, standardized 150 epochs 0.80.")
 
 
 def main() -> None:
@@ -33,6 +45,10 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the k=16 spread (the first is --seed)")
+    ap.add_argument("--target", choices=("centred", "standardized"), default="standardized",
+                    help="distillation target (distill(target=...)); chosen on a disjoint selection sample, see doc")
+    ap.add_argument("--relational", type=float, default=1.0, help="weight of the pairwise-cosine term")
+    ap.add_argument("--prefix-weights", type=float, nargs="+", default=None)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka.json"))
     args = ap.parse_args()
 
@@ -47,15 +63,18 @@ def main() -> None:
         labels = read_labels(Path(root) / "labels")
         teacher = raw_band_features(cube)
     t_data = time.perf_counter() - t0
-    kw = dict(out_dim=128, hidden=512, epochs=args.epochs, seed=args.seed, progress=False)
+    kw = dict(out_dim=128, hidden=512, epochs=args.epochs, seed=args.seed, progress=False, target=args.target,
+              relational=args.relational)
+    mkw = {"prefix_weights": args.prefix_weights} if args.prefix_weights else {}
     t0 = time.perf_counter()
-    res = distill(teacher, prefixes=(16, 32, 64, 128), **kw)
+    res = distill(teacher, prefixes=(16, 32, 64, 128), **kw, **mkw)
     t_mat = time.perf_counter() - t0
     t0 = time.perf_counter()
     uno = distill_unordered(teacher, **kw)
     t_uno = time.perf_counter() - t0
     t0 = time.perf_counter()
-    df = prefix_scores(res, labels, baselines=("pca", "random", "unordered", "teacher"), unordered=uno,
+    df = prefix_scores(res, labels, baselines=("pca", "pca_standardized", "random", "unordered", "teacher"),
+                       unordered=uno,
                        folds=args.folds, seed=args.seed)
     t_eval = time.perf_counter() - t0
     print(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -66,7 +85,7 @@ def main() -> None:
         for name, r in (("matryoshka", res), ("unordered", uno)):
             if s != args.seed:
                 kws = {**kw, "seed": s}
-                r = distill(teacher, prefixes=(16, 32, 64, 128), **kws) if name == "matryoshka" else \
+                r = distill(teacher, prefixes=(16, 32, 64, 128), **kws, **mkw) if name == "matryoshka" else \
                     distill_unordered(teacher, **kws)
             e = evaluate(r.prefix(16), labels, mode="ridge", metric="tessera", folds=args.folds, progress=False)
             spread[name].append({"seed": s, "q": float(e.overall_q), "score": float(e.overall_acc)})
@@ -84,10 +103,16 @@ def main() -> None:
         "teacher": "raw_band_features (mean+std per season and band)", "epochs": args.epochs, "seed": args.seed,
         "eval": {"mode": "ridge", "metric": "tessera", "folds": args.folds},
         "selection": df.attrs["selection"],
+        "loss": {"target": args.target, "relational": args.relational, "prefix_weights": args.prefix_weights},
+        "loss_selection": SELECTION,
+        "load_avg": os.getloadavg(),
         "distill_cosine_last_epoch": {int(k): float(last[f"cos/{k}"]) for k in res.prefixes},
         "unordered_cosine_last_epoch": float(uno.history.iloc[-1]["cos/128"]),
         "table": json.loads(df.to_json(orient="records")),
         "k16": {"matryoshka_rel_score": float(at16.loc["matryoshka", "rel_score"]),
+                "pca_standardized_score": float(at16.loc["pca_standardized", "score"]),
+                "goal_met": bool(at16.loc["matryoshka", "rel_score"] >= 0.85 and all(
+                    at16.loc["matryoshka", "score"] > at16.loc[b, "score"] for b in ("pca", "random", "unordered"))),
                 "matryoshka_score": float(at16.loc["matryoshka", "score"]),
                 "pca_score": float(at16.loc["pca", "score"]), "random_score": float(at16.loc["random", "score"]),
                 "unordered_score": float(at16.loc["unordered", "score"]),

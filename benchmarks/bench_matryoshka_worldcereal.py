@@ -15,7 +15,13 @@ logistic-regression probe (C=1 on z-scored features; nothing is selected), balan
 70/30 splits, reported chance-adjusted: (bacc - 1/5) / (1 - 1/5). Writes
 benchmarks/results/bench_matryoshka_worldcereal.json and prints the table.
 
+Loss options (``--target``, ``--relational``: distill's) default to the plain centred cosine loss;
+bench_matryoshka_worldcereal_standardized.json uses the variant chosen on the generated selection sample
+(standardized + relational 1, see bench_matryoshka.py), chosen without WorldCereal labels. ``--cache`` keeps the
+Presto embeddings (~3 min on 2 cores) in an npz file between runs.
+
     .venv/bin/python benchmarks/bench_matryoshka_worldcereal.py [--shared ../shared] [--epochs 40] [--seeds 3]
+        [--student-input teacher] [--target standardized --relational 1] [--cache /tmp/wc_presto.npz]
 """
 from __future__ import annotations
 
@@ -65,6 +71,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--student-input", choices=("series", "teacher"), default="series",
                     help="the student's input: the pixel series (default) or the Presto vectors themselves")
+    ap.add_argument("--target", choices=("centred", "standardized"), default="centred",
+                    help="distill(target=...); the generated-sample selection chose standardized (bench_matryoshka)")
+    ap.add_argument("--relational", type=float, default=0.0, help="distill(relational=...)")
+    ap.add_argument("--random-draws", type=int, default=10, help="Gaussian projections scored (spread of the "
+                    "random baseline; the first is the seed-0 draw)")
+    ap.add_argument("--baselines-only", action="store_true", help="score the baselines only (no distillation)")
+    ap.add_argument("--cache", default=None, help="npz file caching the Presto embeddings (written when absent)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka_worldcereal.json"))
     a = ap.parse_args()
     from sklearn.model_selection import StratifiedShuffleSplit
@@ -79,10 +92,16 @@ def main() -> None:
     cube = worldcereal_series(wc / "worldcereal_preprocessed_inputs.nc")
     px = pixel_series(wc / "test_public_extractions.parquet")
     t = time.perf_counter()
-    t_cube = presto_embed_pixels(cube["values"], cube["bands"], cube["start_month"], cube["latlon"],
-                                 weights=weights, progress=False)
-    t_px = presto_embed_pixels(px["values"], px["bands"], px["months"], px["latlon"], weights=weights,
-                               progress=False)
+    if a.cache and Path(a.cache).exists():
+        with np.load(a.cache) as zc:
+            t_cube, t_px = zc["t_cube"], zc["t_px"]
+    else:
+        t_cube = presto_embed_pixels(cube["values"], cube["bands"], cube["start_month"], cube["latlon"],
+                                     weights=weights, progress=False)
+        t_px = presto_embed_pixels(px["values"], px["bands"], px["months"], px["latlon"], weights=weights,
+                                   progress=False)
+        if a.cache:
+            np.savez(a.cache, t_cube=t_cube, t_px=t_px)
     embed_s = time.perf_counter() - t
     bands = [b for b in cube["bands"] if b in px["bands"]]
     x = np.concatenate([inputs(cube, bands, np.full(len(t_cube), cube["start_month"])),
@@ -113,18 +132,26 @@ def main() -> None:
     pca = PCA(n_components=max(KS), random_state=0).fit(tc)
     lab_c = t_px[use] - T.values.mean(0)
     pcs = pca.transform(lab_c)
+    tsd = np.where(tc.std(0) > 0, tc.std(0), 1.0)
+    pcs_z = PCA(n_components=max(KS), random_state=0).fit(tc / tsd).transform(lab_c / tsd)
     rng = np.random.default_rng(0)
     w = rng.normal(size=(tc.shape[1], max(KS))).astype(np.float32)
     rp = lab_c @ w
     for k in KS:
         rows.append({"method": "pca", "k": k, "seed": None, "score": probe(pcs[:, :k], y, splits)})
         rows.append({"method": "random", "k": k, "seed": None, "score": probe(rp[:, :k], y, splits)})
+        rows.append({"method": "pca_standardized", "k": k, "seed": None, "score": probe(pcs_z[:, :k], y, splits)})
+    for d in range(1, a.random_draws):  # more Gaussian draws: the spread of the random-projection baseline
+        wd = np.random.default_rng(d).normal(size=(tc.shape[1], max(KS))).astype(np.float32)
+        for k in KS:
+            rows.append({"method": "random", "k": k, "seed": d, "score": probe((lab_c @ wd)[:, :k], y, splits)})
     train_s = {}
-    for seed in range(a.seeds):
+    for seed in range(0 if a.baselines_only else a.seeds):
         for name, fn in (("matryoshka", distill), ("unordered", distill_unordered)):
             t = time.perf_counter()
             kw = {"prefixes": KS} if name == "matryoshka" else {}
-            res = fn(T, X if a.student_input == "series" else None, out_dim=128, epochs=a.epochs, batch_size=256, seed=seed, progress=False, **kw)
+            res = fn(T, X if a.student_input == "series" else None, out_dim=128, epochs=a.epochs, batch_size=256,
+                     seed=seed, progress=False, target=a.target, relational=a.relational, **kw)
             train_s[f"{name}/{seed}"] = time.perf_counter() - t
             e = res.embeddings.sel(sample=px_ids).values
             for k in KS:
@@ -132,6 +159,15 @@ def main() -> None:
     import pandas as pd
     df = pd.DataFrame(rows)
     summ = df.groupby(["method", "k"])["score"].agg(["mean", "std", "count"]).reset_index()
+    if a.baselines_only:
+        out = Path(a.out)
+        out.write_text(json.dumps({"what": "baselines only (bench_matryoshka_worldcereal.py --baselines-only)",
+                                   "random_draws": a.random_draws, "n_labelled": int(use.sum()),
+                                   "summary": summ.to_dict(orient="records"), "runs": df.to_dict(orient="records"),
+                                   "load_avg_at_end": os.getloadavg(), "total_s": time.perf_counter() - t0},
+                                  indent=1, default=float))
+        print(summ.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
     m128 = summ[(summ.method == "matryoshka") & (summ.k == 128)]["mean"].iloc[0]
     summ["rel_to_matryoshka_128"] = summ["mean"] / m128
     at16 = summ[summ.k == 16].set_index("method")["mean"]
@@ -141,7 +177,8 @@ def main() -> None:
     result = {"what": __doc__.splitlines()[0], "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} "
               "torch threads (this project's 2-core machine, no GPU)", "n_unlabelled": int(keep.sum()),
               "n_labelled": int(use.sum()), "classes": sorted(set(y.tolist())), "bands": bands,
-              "epochs": a.epochs, "student_input": a.student_input, "seeds": a.seeds, "presto_embed_s": embed_s, "train_s": train_s,
+              "epochs": a.epochs, "student_input": a.student_input, "target": a.target, "relational": a.relational,
+              "load_avg_at_end": os.getloadavg(), "seeds": a.seeds, "presto_embed_s": embed_s, "train_s": train_s,
               "probe": "LogisticRegression(C=1) on z-scored features, 10 stratified 70/30 splits, chance-adjusted "
                        "balanced accuracy; nothing selected", "summary": summ.to_dict(orient="records"),
               "runs": df.to_dict(orient="records"), "goals": goals, "total_s": time.perf_counter() - t0}

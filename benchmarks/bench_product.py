@@ -11,7 +11,8 @@
    relative change, for the plain product and for a standardised one (write_product(standardize=True):
    per-feature mean/std removed before the per-vector int8 scale). --analysis adds, per method, the Q-bar with Gaussian noise of the int8 error's per-feature
    size (is the change int8-specific?) and with int8 of feature-centred vectors (not the product format).
-Writes benchmarks/results/bench_product.json and prints a summary.
+Writes benchmarks/results/bench_product.json and prints a summary. The probe numbers here are one draw of folds
+(too noisy for the 0.5% goal); the paired measurement is benchmarks/bench_int8_paired.py.
 
     .venv/bin/python benchmarks/bench_product.py [--n 200] [--size 32] [--store emb.zarr --sample-root SAMPLE]
         [--analysis]

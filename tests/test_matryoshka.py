@@ -2,6 +2,8 @@
 ordering against the unordered control, bad inputs, resume, prefix evaluation and the CLI."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,6 +172,17 @@ def test_cli_distill(data, tmp_path):
                                  "2", "--out-dim", "8"])
     assert r.exit_code == 2 and "strictly increasing" in r.output
     assert not (tmp_path / "o2").exists()  # checked before any work
+    r = CliRunner().invoke(app, ["distill", str(csv), "--out", str(tmp_path / "o3"), "--prefix", "2", "--prefix",
+                                 "8", "--out-dim", "8", "--hidden", "16", "--epochs", "2", "--no-progress",
+                                 "--target", "standardized", "--relational", "0.5", "--prefix-weight", "2",
+                                 "--prefix-weight", "1", "--loss", "mse"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "o3" / "config.json").read_text())
+    assert (cfg["target"], cfg["relational"], cfg["prefix_weights"], cfg["loss"]) == ("standardized", 0.5,
+                                                                                     [2.0, 1.0], "mse")
+    r = CliRunner().invoke(app, ["distill", str(csv), "--out", str(tmp_path / "o4"), "--prefix", "2", "--prefix",
+                                 "8", "--out-dim", "8", "--prefix-weight", "1"])
+    assert r.exit_code != 0 and "one weight per prefix" in r.output
 
 
 def test_teacher_from_store_group(tmp_path):
@@ -189,3 +202,80 @@ def test_teacher_from_store_group(tmp_path):
     np.testing.assert_allclose(t.values, emb["croma_tiny"].values.reshape(40, -1))
     res = distill(path, emb["presto"], teacher_model="croma_tiny", prefixes=(2, 4), out_dim=4, **FAST)
     assert res.embeddings.shape == (40, 4) and res.student.in_dim == 7
+
+
+# ------------------------------------------------------------------------------------------------ loss options
+def _dominated(n: int = N, seed: int = 0) -> xr.DataArray:
+    """The planted teacher plus one feature with 30x the scale of all others that carries only its own noise."""
+    t = planted(n, seed)[0]
+    loud = np.random.default_rng(seed + 1).normal(size=(n, 1)).astype(np.float32) * 30 * float(t.values.std())
+    vals = np.concatenate([t.values, loud], axis=1)
+    return xr.DataArray(vals, dims=("sample", "feature"), coords={"sample": t["sample"].values})
+
+
+def test_standardized_target_spreads_the_prefix_over_quiet_features():
+    """With one loud feature, a centred-cosine student spends its k=2 prefix on it; target="standardized" makes the
+    quiet (informative) features count, so its k=2 prefix explains more of the z-scored teacher, for each seed."""
+    t = _dominated()
+    tz = (t.values - t.values.mean(0)) / t.values.std(0)
+    kw = {**FAST, "epochs": 15}
+    for s in (0, 1):
+        cen = distill(t, prefixes=(2, 8), out_dim=8, seed=s, **kw)
+        std = distill(t, prefixes=(2, 8), out_dim=8, seed=s, target="standardized", **kw)
+        assert std.config["target"] == "standardized" and cen.config["target"] == "centred"
+        assert _linear_r2(std.prefix(2).values, tz) > _linear_r2(cen.prefix(2).values, tz) + 0.05
+
+
+def test_relational_term_matches_pairwise_cosines(data):
+    """relational > 0 brings the pairwise cosine matrix of the k=2 prefix itself closer to the teacher's."""
+    t = data[0]
+    tc = t.values - t.values.mean(0)
+
+    def gap(res):
+        z = res.prefix(2).values
+        zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+        tn = tc / np.linalg.norm(tc, axis=1, keepdims=True)
+        return float(((zn @ zn.T - tn @ tn.T) ** 2).mean())
+
+    kw = {**FAST, "epochs": 15}
+    plain = distill(t, prefixes=(2, 8), out_dim=8, seed=0, **kw)
+    rel = distill(t, prefixes=(2, 8), out_dim=8, seed=0, relational=5.0, **kw)
+    assert rel.config["relational"] == 5.0
+    assert gap(rel) < 0.8 * gap(plain), (gap(rel), gap(plain))
+
+
+def test_prefix_weights_shift_quality_to_the_small_prefix(data):
+    """Weighting k=2 heavily gives its head a higher final cosine than with uniform weights (same seed)."""
+    kw = {**FAST, "epochs": 15}
+    uni = distill(data[0], prefixes=(2, 8), out_dim=8, seed=0, **kw)
+    heavy = distill(data[0], prefixes=(2, 8), out_dim=8, seed=0, prefix_weights=(10.0, 0.1), **kw)
+    assert heavy.config["prefix_weights"] == [10.0, 0.1]
+    h_u, h_h = uni.history.iloc[-1], heavy.history.iloc[-1]
+    assert h_h["cos/2"] > h_u["cos/2"] and h_h["cos/8"] < h_u["cos/8"]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(target="whiten"), "target='whiten'"),
+    (dict(relational=-1.0), "relational"),
+    (dict(prefix_weights=(1.0,)), "one weight per prefix"),
+    (dict(prefix_weights=(1.0, -2.0, 1.0)), ">= 0"),
+    (dict(prefix_weights=(0, 0, 0)), "not all 0"),
+    (dict(loss="l1"), "loss='l1'"),
+])
+def test_bad_loss_options(data, kwargs, match):
+    with pytest.raises(DataError, match=match):
+        distill(data[0], prefixes=(2, 4, 8), out_dim=8, **FAST, **kwargs)
+
+
+def test_pca_standardized_baseline(run, data):
+    df = prefix_scores(run, data[1], baselines=("pca_standardized",), folds=4)
+    assert sorted(df.loc[df.method == "pca_standardized", "k"]) == [2, 4, 8]
+    assert np.isfinite(df["score"]).all()
+
+
+def test_mse_loss_trains_and_orders_prefixes(data):
+    res = distill(data[0], prefixes=(2, 8), out_dim=8, seed=0, loss="mse", **{**FAST, "epochs": 15})
+    h = res.history
+    assert res.config["loss"] == "mse"
+    assert h["loss"].iloc[-1] < 0.6 * h["loss"].iloc[0]
+    assert h["cos/2"].iloc[-1] < h["cos/8"].iloc[-1]

@@ -253,10 +253,16 @@ def distill(
     precision: str = typer.Option("float32", help="float32 (default) | bf16 (CUDA opt-in)"),
     threads: Optional[int] = typer.Option(None, help="CPU threads while training (default: 1 for small students)"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    target: str = typer.Option("centred", help="centred (teacher minus its mean) | standardized (each teacher "
+                                               "feature also scaled to unit variance)"),
+    prefix_weights: Optional[list[float]] = typer.Option(None, "--prefix-weight", help="loss weight of each prefix "
+                                                         "(repeat, one per --prefix; default all 1)"),
+    relational: float = typer.Option(0.0, help="weight of the per-prefix pairwise-cosine term (0 = off)"),
+    loss: str = typer.Option("cosine", help="cosine (1 - cos per prefix) | mse (squared error / mean squared norm)"),
 ) -> None:
     """Distil a Matryoshka student from TEACHER (eoembed.compress.distill): every prefix of its embedding is usable.
     Writes OUT/embeddings.zarr (float32) beside the checkpoints and prints the final cosine per prefix."""
-    from eoembed.compress.matryoshka import _check_hparams, _check_prefixes, distill as run
+    from eoembed.compress.matryoshka import _check_hparams, _check_loss, _check_prefixes, distill as run
     from eoembed.compress.train import export_embeddings
     check_in_path(teacher, option="TEACHER")
     if inputs is not None:
@@ -268,10 +274,12 @@ def distill(
     check_int("--threads", threads, 1, allow_none=True)
     ks = _check_prefixes(prefixes or (16, 32, 64, 128), out_dim)
     _check_hparams(epochs, hidden, batch_size, lr, weight_decay, seed)
+    _check_loss(ks, target, prefix_weights or None, relational, loss)
     res = run(teacher, inputs, prefixes=ks, out_dim=out_dim, teacher_model=teacher_model, hidden=hidden,
               epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, out=out,
               resume=resume, overwrite=overwrite, device=device, precision=precision, threads=threads,
-              progress=progress)
+              progress=progress, target=target, prefix_weights=prefix_weights or None, relational=relational,
+              loss=loss)
     path = export_embeddings(res.embeddings, Path(out) / "embeddings.zarr", dtype="float32", overwrite=True)
     last = res.history.iloc[-1]
     cos = ", ".join(f"k={k}: {last[f'cos/{k}']:.3f}" for k in res.prefixes)

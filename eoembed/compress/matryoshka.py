@@ -13,6 +13,8 @@ Distillation (:func:`distill`, TESSERA's recipe, ``../shared/docs/tessera.md``)
 - AdamW at a constant learning rate, a fixed number of epochs, no labels: nothing is selected (the last epoch is
   returned). Seeded (init, batch order); resumable from ``out``/checkpoints; computed inside
   :func:`eoembed.runtime.compute` at ``precision`` (float32 default).
+- Options (label-free): ``target="standardized"`` (z-scored teacher features), ``prefix_weights``, ``relational``
+  (pairwise-cosine term per prefix), ``loss="mse"``; see :func:`distill`.
 - :func:`distill_unordered` is the control: the same student with only the full-size head (prefixes=(out_dim,)).
 
 Prefix evaluation (:func:`prefix_scores`): Q-bar and the mean probe score of s[:k] for every k, relative to the full
@@ -68,20 +70,44 @@ class Student(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-class _Distiller(nn.Module):
-    """Student + one linear head per prefix (training only)."""
+def _cos_matrix(a: torch.Tensor) -> torch.Tensor:
+    a = nn.functional.normalize(a.float(), dim=1)
+    return a @ a.T
 
-    def __init__(self, student: Student, prefixes: Sequence[int], teacher_dim: int) -> None:
+
+class _Distiller(nn.Module):
+    """Student + one linear head per prefix (training only).
+
+    loss = sum_k w_k [(1 - cos(h_k(s[:k]), t)) + relational * mean_ij (cos(s_i[:k], s_j[:k]) - cos(t_i, t_j))^2]
+    (the relational term compares the batch's pairwise cosine matrices of the prefix itself and of the target)."""
+
+    def __init__(self, student: Student, prefixes: Sequence[int], teacher_dim: int,
+                 weights: Sequence[float] | None = None, relational: float = 0.0, loss: str = "cosine") -> None:
         super().__init__()
         self.student, self.prefixes = student, tuple(int(k) for k in prefixes)
         self.heads = nn.ModuleList(nn.Linear(k, teacher_dim) for k in self.prefixes)
+        w = [1.0] * len(self.prefixes) if weights is None else [float(v) for v in weights]
+        self.register_buffer("weights", torch.tensor(w, dtype=torch.float32), persistent=False)
+        self.relational = float(relational)
+        self.loss = loss
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss summed over prefixes, per-prefix mean cosine)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, relational: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weighted loss summed over prefixes, per-prefix mean cosine); ``relational=False`` leaves out the
+        pairwise term (its matrices grow with the square of the rows: used for the whole-data cosine report)."""
         s = self.student(x)
         cos = torch.stack([nn.functional.cosine_similarity(h(s[:, :k]).float(), t, dim=1).mean()
                            for k, h in zip(self.prefixes, self.heads)])
-        return (1.0 - cos).sum(), cos
+        if self.loss == "mse":  # squared error relative to the target's mean squared norm (scale-free)
+            den = (t ** 2).sum(1).mean().clamp(min=1e-12)
+            per_k = torch.stack([((h(s[:, :k]).float() - t) ** 2).sum(1).mean() / den
+                                 for k, h in zip(self.prefixes, self.heads)])
+        else:
+            per_k = 1.0 - cos
+        if self.relational > 0 and relational:
+            ct = _cos_matrix(t)
+            rel = torch.stack([((_cos_matrix(s[:, :k]) - ct) ** 2).mean() for k in self.prefixes])
+            per_k = per_k + self.relational * rel
+        return (self.weights * per_k).sum(), cos
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -244,6 +270,31 @@ def _check_prefixes(prefixes: Sequence[int], out_dim: int) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
+TARGETS = ("centred", "standardized")
+LOSSES = ("cosine", "mse")
+
+
+def _check_loss(ks: tuple[int, ...], target: str, prefix_weights: Sequence[float] | None,
+                relational: float, loss: str = "cosine") -> list[float]:
+    """The per-prefix weights (validated) for the loss options of :func:`distill`."""
+    if loss not in LOSSES:
+        raise DataError(f"loss={loss!r} is not valid; use one of {list(LOSSES)}.")
+    if target not in TARGETS:
+        raise DataError(f"target={target!r} is not valid; use one of {list(TARGETS)}.")
+    if isinstance(relational, bool) or not isinstance(relational, (int, float)) or not relational >= 0:
+        raise DataError(f"relational={relational!r} must be a number >= 0 (0 = no relational term).")
+    if prefix_weights is None:
+        return [1.0] * len(ks)
+    w = list(prefix_weights)
+    if len(w) != len(ks):
+        raise DataError(f"prefix_weights has {len(w)} value(s) for {len(ks)} prefixes {ks}; give one weight per "
+                        "prefix.")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v >= 0
+           for v in w) or not sum(w) > 0:
+        raise DataError(f"prefix_weights={tuple(w)} must be numbers >= 0, not all 0.")
+    return [float(v) for v in w]
+
+
 def _check_hparams(epochs: int, hidden: int, batch_size: int, lr: float, weight_decay: float, seed: int) -> None:
     from eoembed.checks import check_int
 
@@ -261,8 +312,9 @@ def _check_hparams(epochs: int, hidden: int, batch_size: int, lr: float, weight_
 @dataclasses.dataclass
 class DistillResult:
     """Outcome of :func:`distill`: ``student`` (no heads), ``embeddings`` (sample, feature) of every sample (attrs
-    prefixes, teacher, precision), ``history`` (epoch, loss, loss/<k>, cos/<k>: mean training loss and, after the
-    epoch, mean cosine of h_k(s[:k]) to the centred teacher), the cached ``teacher`` and ``inputs``."""
+    prefixes, teacher, precision), ``history`` (epoch, loss (the weighted total), loss/<k> (1 - cos of head k on
+    the training batches), cos/<k>: after the epoch, mean cosine of h_k(s[:k]) to the target over all samples),
+    the cached ``teacher`` and ``inputs``."""
 
     student: Student
     embeddings: xr.DataArray
@@ -358,7 +410,9 @@ def distill(teacher: Any, inputs: Any = None, prefixes: Sequence[int] = (16, 32,
             teacher_model: str | None = None, hidden: int = 512, epochs: int = 50, batch_size: int = 64,
             lr: float = 1e-3, weight_decay: float = 0.01, seed: int = 0, out: str | os.PathLike | None = None,
             resume: bool = True, overwrite: bool = False, device: Any = None, precision: str = "float32",
-            threads: int | None = None, progress: bool = True) -> DistillResult:
+            threads: int | None = None, progress: bool = True, target: str = "centred",
+            prefix_weights: Sequence[float] | None = None, relational: float = 0.0,
+            loss: str = "cosine") -> DistillResult:
     """Distil a Matryoshka student of size ``out_dim`` from ``teacher`` (see the module doc).
 
     teacher: see :func:`load_teacher` (``teacher_model`` names the model of a store). inputs: the student's
@@ -371,9 +425,17 @@ def distill(teacher: Any, inputs: Any = None, prefixes: Sequence[int] = (16, 32,
     threads while training (restored afterwards; None = 1 on CPU for small students). precision: "float32"
     (default) or "bf16" (CUDA opt-in), recorded in the embeddings' attrs. Nothing is selected: the last epoch is
     returned.
+
+    Loss options (label-free): target "centred" (default: teacher minus its mean) or "standardized" (each teacher
+    feature also divided by its standard deviation, so low-variance features count as much as the dominant ones);
+    prefix_weights: one weight w_k per prefix (default all 1); relational >= 0: weight of a per-prefix term
+    matching the batch's pairwise cosine matrix of s[:k] to that of the target (what a random projection
+    preserves), see :class:`_Distiller`; loss "cosine" (default, 1 - cos) or "mse" (squared error of h_k(s[:k])
+    relative to the target's mean squared norm).
     """
     ks = _check_prefixes(prefixes, out_dim)
     _check_hparams(epochs, hidden, batch_size, lr, weight_decay, seed)
+    pw = _check_loss(ks, target, prefix_weights, relational, loss)
     dev = runtime.resolve_device(device)
     runtime.check_precision(precision, dev)
     out_p = Path(out) if out is not None else None
@@ -393,7 +455,8 @@ def distill(teacher: Any, inputs: Any = None, prefixes: Sequence[int] = (16, 32,
         threads = 1 if n_par < 4_000_000 else None
     cfg = {"prefixes": list(ks), "out_dim": int(out_dim), "hidden": int(hidden), "epochs": int(epochs),
            "batch_size": int(batch_size), "lr": float(lr), "weight_decay": float(weight_decay), "seed": int(seed),
-           "precision": precision}
+           "precision": precision, "target": target, "prefix_weights": pw, "relational": float(relational),
+           "loss": loss}
     with runtime.compute(precision, dev, threads=threads):
         return _run(t_da, x_da, ks, cfg, out_p, resume, overwrite, dev, progress,
                     json.dumps(list(src_key)) if src_key is not None else None)
@@ -403,6 +466,7 @@ def distill_unordered(teacher: Any, inputs: Any = None, out_dim: int = 128, **kw
     """The control of :func:`distill`: the same student trained with only the full-size head
     (prefixes=(out_dim,)), so its coordinates carry no order; compare its first k coordinates at each k."""
     kwargs.pop("prefixes", None)
+    kwargs.pop("prefix_weights", None)
     return distill(teacher, inputs, prefixes=(out_dim,), out_dim=out_dim, **kwargs)
 
 
@@ -426,7 +490,7 @@ def _fit_epoch(model: Any, opt: Any, xt: torch.Tensor, tt: torch.Tensor, ks: tup
     row.update({f"loss/{k}": float(v / n) for k, v in zip(ks, per_k)})
     with torch.no_grad():
         model.eval()
-        _, cos = model(xt, tt)
+        _, cos = model(xt, tt, relational=False)
         model.train()
     row.update({f"cos/{k}": float(c) for k, c in zip(ks, cos.cpu().numpy())})
     row["time_s"] = time.perf_counter() - t0
@@ -438,6 +502,9 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
     x = np.asarray(x_da.values, dtype=np.float32)
     t = np.asarray(t_da.values, dtype=np.float32)
     t_c = t - t.mean(axis=0, keepdims=True)
+    if cfg.get("target", "centred") == "standardized":
+        t_sd = t_c.std(axis=0, keepdims=True)
+        t_c = t_c / np.where(t_sd > 0, t_sd, 1.0).astype(np.float32)
     n = x.shape[0]
     if n < 2:
         raise DataError(f"{n} sample(s): distillation needs at least 2.")
@@ -453,7 +520,8 @@ def _run(t_da: xr.DataArray, x_da: xr.DataArray, ks: tuple[int, ...], cfg: dict,
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
         torch.manual_seed(cfg["seed"])
         student = Student(x.shape[1], cfg["hidden"], cfg["out_dim"])
-        model = _Distiller(student, ks, t.shape[1])
+        model = _Distiller(student, ks, t.shape[1], cfg.get("prefix_weights"), cfg.get("relational", 0.0),
+                           cfg.get("loss", "cosine"))
     sd = x.std(axis=0)
     student.mean.copy_(torch.from_numpy(x.mean(axis=0)))
     student.std.copy_(torch.from_numpy(np.where(sd > 0, sd, 1.0).astype(np.float32)))
@@ -568,7 +636,9 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     embeddings: a :class:`DistillResult` (its teacher, and its settings for the unordered control, are used) or a
     (sample, feature) array (then pass ``teacher`` for "pca"/"random" and ``unordered`` for "unordered").
     prefixes: default the result's prefixes (else 16/32/64/128 capped at the width). baselines: "pca" (PCA of the
-    centred teacher, fitted once with max(prefixes) components, first k kept), "random" (a seeded Gaussian
+    centred teacher, fitted once with max(prefixes) components, first k kept), "pca_standardized" (the same on the
+    teacher with every feature scaled to unit variance: the linear counterpart of target="standardized"),
+    "random" (a seeded Gaussian
     projection of the centred teacher; first k of one (d_T, max k) draw), "unordered" (first k coordinates of
     :func:`distill_unordered`, trained with the same settings unless given), "teacher" (the full teacher, once).
     Each embedding is scored with :func:`eoembed.bench.evaluate` (``mode``, ``metric``: default ridge probes with
@@ -580,7 +650,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     """
     from eoembed.bench import evaluate
 
-    allowed = ("pca", "random", "unordered", "teacher")
+    allowed = ("pca", "pca_standardized", "random", "unordered", "teacher")
     for b in baselines:
         if b not in allowed:
             raise DataError(f"baseline {b!r} is unknown; use any of {allowed}.")
@@ -595,7 +665,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     if t_da is not None:
         t_da = t_da.sel(sample=emb["sample"].values) if list(t_da["sample"].values) != list(emb["sample"].values) \
             else t_da
-    needs_t = [b for b in baselines if b in ("pca", "random", "teacher")]
+    needs_t = [b for b in baselines if b in ("pca", "pca_standardized", "random", "teacher")]
     if needs_t and t_da is None:
         raise DataError(f"baselines {needs_t} need the teacher; pass teacher= or a DistillResult.")
     kw = {"mode": mode, "metric": metric, "folds": folds, "seed": eval_seed, "device": device, "progress": False}
@@ -610,6 +680,12 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
             m = min(ks[-1], tc.shape[0], tc.shape[1])
             pcs = _pca(tc, m, seed)
             cands += [("pca", k, _embedding_array(pcs[:, :k], like, {"method": "pca"})) for k in ks if k <= m]
+        if "pca_standardized" in baselines:
+            m = min(ks[-1], tc.shape[0], tc.shape[1])
+            sd = tc.std(axis=0)
+            pcs = _pca(tc / np.where(sd > 0, sd, 1.0), m, seed)
+            cands += [("pca_standardized", k, _embedding_array(pcs[:, :k], like, {"method": "pca_standardized"}))
+                      for k in ks if k <= m]
         if "random" in baselines:
             w = np.random.default_rng(seed).normal(size=(tc.shape[1], ks[-1])).astype(np.float32)
             rp = tc @ w / np.sqrt(ks[-1])
@@ -621,7 +697,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
             if res is None:
                 raise DataError("baseline 'unordered' needs unordered= (first k coordinates of an unordered "
                                 "student) or a DistillResult to train one with the same settings.")
-            c = {k: v for k, v in res.config.items() if k not in ("prefixes", "out_dim")}
+            c = {k: v for k, v in res.config.items() if k not in ("prefixes", "out_dim", "prefix_weights")}
             unordered = distill_unordered(res.teacher, res.inputs, out_dim=width, device=device, progress=progress,
                                           **c)
         u = unordered.embeddings if isinstance(unordered, DistillResult) else _as_2d(unordered, "unordered")
