@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--noise-n-iter", type=int, default=10,
                     help="candidates in the noise study (its first seed's are also those of the per-fit timing)")
     ap.add_argument("--noise-folds", type=int, default=8, help="folds in the noise study")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="also time eoembed's random search with this many threads (n_jobs) at the first seed")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
     if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
@@ -155,6 +157,21 @@ def main() -> None:
             mine[key], wall[key], cpu[key] = timed(config=cfg, svm_search=search, svm_select=select)
             print(f"eoembed {key[0]} seed={s}: {wall[key]:.2f} s wall, {cpu[key]:.2f} s CPU, "
                   f"Q {mine[key].per_task.q_stat.to_dict()}", flush=True)
+
+    # both cores: eoembed's random search with n_jobs=--jobs (fits of a candidate's folds in threads; libsvm
+    # releases the GIL), same config and seed; NeuCo-Bench's sample config ships n_jobs 1
+    both = None
+    if args.jobs > 1:
+        cfg = {"k_folds": args.folds, "probe_type": "svm", "probe_params": copy.deepcopy(pp),
+               "output_fold_results": True}
+        cfg["probe_params"]["opt_params"].update(random_state=s0, n_jobs=args.jobs)
+        rj, wj, cj = timed(config=cfg, svm_search="random")
+        same = bool(np.allclose(rj.folds.score.to_numpy(), mine[("random", s0)].folds.score.to_numpy(), atol=1e-9))
+        both = {"n_jobs": args.jobs, "seconds_wall": wj, "seconds_cpu": cj,
+                "seconds_wall_1_job": wall[("random", s0)], "threads_speedup_wall": wall[("random", s0)] / wj,
+                "speedup_vs_neuco_wall_same_seed": wall[("neuco", s0)] / wj, "fold_scores_equal_1_job": same}
+        print(f"eoembed random seed={s0} n_jobs={args.jobs}: {wj:.2f} s wall ({both['threads_speedup_wall']:.2f}x "
+              f"vs 1 job; scores equal: {same})", flush=True)
 
     # noise study: NeuCo-Bench's run-to-run spread via eoembed's bayes search (its candidate sequence, checked
     # against NeuCo-Bench's own runs above), more seeds and candidates than NeuCo-Bench's code could afford here
@@ -211,6 +228,8 @@ def main() -> None:
         "speedup_bayes": sum(neuco_task.values()) / (sum(mine_bayes_task.values()) + t_prepare),
         "optimizer_cpu_seconds_per_guided_step": heavy, "optimizer_cpu_seconds_per_random_step": light,
     }
+    if both:   # NeuCo-Bench as shipped (n_jobs 1) against eoembed on both cores: the per-core ratio x the threads' gain
+        sample["speedup_random_both_cores_est"] = sample["speedup_random"] * both["threads_speedup_wall"]
     noise_rows = {}
     for t in tasks:
         qb = np.array([noise["bayes"][s][t] for s in args.noise_seeds])
@@ -263,6 +282,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()}-core CPU, no GPU ({platform.processor() or platform.machine()}), shared",
         "n": args.n, "dim": args.dim, "tasks": tasks, "folds": args.folds, "n_iter": args.n_iter,
         "seeds": args.seeds, "fits_per_run": n_fits, "n_jobs": {"neuco": 1, "eoembed": 1},
+        "both_cores": both,
         "end_to_end": {
             "seconds_wall": {f"{k}_{s}": v for (k, s), v in wall.items()},
             "seconds_cpu": {f"{k}_{s}": v for (k, s), v in cpu.items()},
