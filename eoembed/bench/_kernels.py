@@ -18,6 +18,19 @@ def _adamw(w, m, v, g, decay, c1, c2, fb2, feps, step_size, inv_bc2):
         w[k] = w[k] * decay - step_size * mk / (math.sqrt(vk) * inv_bc2 + feps)
 
 
+@numba.njit(fastmath=True, nogil=True, cache=True, inline="always")
+def _dot4(x0, x1, x2, x3, w, d):
+    """The dot products of four rows with w[:d] in one pass over w (w is read once for the four rows)."""
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for k in range(d):
+        wk = w[k]
+        a0 += x0[k] * wk
+        a1 += x1[k] * wk
+        a2 += x2[k] * wk
+        a3 += x3[k] * wk
+    return a0, a1, a2, a3
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd, b1, b2, eps, B, logits):
     """One epoch of every probe of the block; probe p's state is row p of W / M / V ([weight | bias]).
@@ -50,14 +63,7 @@ def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd,
                 i2 = rows[min(r + 2, bs - 1)]
                 i3 = rows[min(r + 3, bs - 1)]
                 x0, x1, x2, x3 = X[i0], X[i1], X[i2], X[i3]
-                a0 = a1 = a2 = a3 = np.float32(0.0)
-                for k in range(d):
-                    wk = w[k]
-                    a0 += x0[k] * wk
-                    a1 += x1[k] * wk
-                    a2 += x2[k] * wk
-                    a3 += x3[k] * wk
-                zz[0], zz[1], zz[2], zz[3] = a0, a1, a2, a3
+                zz[0], zz[1], zz[2], zz[3] = _dot4(x0, x1, x2, x3, w, d)
                 nq = min(4, bs - r)
                 for q in range(nq):                       # dL/dz of each row (mean over the batch)
                     z = zz[q] + w[d]
@@ -91,13 +97,6 @@ def epoch(X, Y, task, cls, tr, tr_off, perm, te, te_off, W, M, V, steps, lr, wd,
         for r in range(0, nt, 4):
             x0, x1 = X[te[ot + r]], X[te[ot + min(r + 1, nt - 1)]]
             x2, x3 = X[te[ot + min(r + 2, nt - 1)]], X[te[ot + min(r + 3, nt - 1)]]
-            a0 = a1 = a2 = a3 = np.float32(0.0)
-            for k in range(d):
-                wk = w[k]
-                a0 += x0[k] * wk
-                a1 += x1[k] * wk
-                a2 += x2[k] * wk
-                a3 += x3[k] * wk
-            zz[0], zz[1], zz[2], zz[3] = a0, a1, a2, a3
+            zz[0], zz[1], zz[2], zz[3] = _dot4(x0, x1, x2, x3, w, d)
             for q in range(min(4, nt - r)):
                 logits[ot + r + q] = zz[q] + w[d]
