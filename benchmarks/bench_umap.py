@@ -27,7 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FIT = r"""
+# both child scripts: imports timed from t0, then the same (n, d) embedding e
+PRELUDE = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np, xarray as xr
@@ -36,6 +37,9 @@ n, d, cache = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
 x = (rng.normal(size=(n, 16)) @ rng.normal(size=(16, d)) + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
 e = xr.DataArray(x, dims=("sample", "feature"), coords={"sample": [f"s{i}" for i in range(n)]})
+"""
+
+FIT = PRELUDE + r"""
 t1 = time.perf_counter(); a = umap_layout(e, cache_dir=cache, progress=False); t2 = time.perf_counter()
 b = umap_layout(e, cache_dir=cache, progress=False); t3 = time.perf_counter()
 c = umap_layout(e, cache_dir=cache, seed=1, progress=False); t4 = time.perf_counter()
@@ -44,15 +48,7 @@ print(json.dumps({"import_s": t1 - t0, "first_fit_s": t2 - t1, "cached_same_proc
                   "second_fit_warm_s": t4 - t3, "method": a.attrs["method"]}))
 """
 
-READ = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import numpy as np, xarray as xr
-from eoembed.projection import umap_layout
-n, d, cache = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rng = np.random.default_rng(0)
-x = (rng.normal(size=(n, 16)) @ rng.normal(size=(16, d)) + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
-e = xr.DataArray(x, dims=("sample", "feature"), coords={"sample": [f"s{i}" for i in range(n)]})
+READ = PRELUDE + r"""
 t1 = time.perf_counter(); a = umap_layout(e, cache_dir=cache, progress=False); t2 = time.perf_counter()
 assert a.attrs["cached"]
 print(json.dumps({"import_s": t1 - t0, "cached_new_process_s": t2 - t1, "umap_imported": "umap" in sys.modules}))

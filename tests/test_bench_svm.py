@@ -42,6 +42,13 @@ def _data(n=120, d=8, seed=0):
     return X, ids, lab
 
 
+def _reg_problem(n, seed):
+    """float64 embeddings and the regression target min-max scaled to [0, 1] (as NeuCo-Bench normalises labels)."""
+    X, _, lab = _data(n=n, seed=seed)
+    y = lab["reg"].to_numpy()
+    return X.astype(np.float64), (y - y.min()) / (y.max() - y.min())
+
+
 def _cfg(folds=3, **pp):
     p = copy.deepcopy(PP)
     p.update(pp)
@@ -134,10 +141,7 @@ def test_kernel_from_gram_and_its_overflow_check():
 
 
 def test_tasks_with_the_same_samples_in_another_order_share_kernels_and_scores():
-    X, ids, lab = _data(n=80, seed=4)
-    X64 = X.astype(np.float64)
-    y = lab["reg"].to_numpy()
-    y = (y - y.min()) / (y.max() - y.min())
+    X64, y = _reg_problem(80, 4)
     rng = np.random.default_rng(1)
     perm = rng.permutation(80)
     folds = [(np.arange(8, 80), np.arange(8)), (np.arange(72), np.arange(72, 80))]
@@ -165,10 +169,7 @@ def test_candidates_follow_the_search_space():
 
 
 def test_inner_selection_never_uses_test_labels():
-    X, ids, lab = _data(n=150, seed=1)
-    X64 = X.astype(np.float64)
-    y = lab["reg"].to_numpy()
-    y = (y - y.min()) / (y.max() - y.min())
+    X64, y = _reg_problem(150, 1)
     rng = np.random.default_rng(0)
     perm = rng.permutation(150)
     tr, te = perm[:135], perm[135:]
