@@ -3,16 +3,19 @@ unordered student.
 
 Teacher: the training-free raw-band features of the generated sample (per season and band, spatial mean and std
 of S1 / S2 L1C / S2 L2A: 216 features; eoembed.pipeline.raw_band_features); the student's input is the same
-vector (inputs=None). Student: 128-d, prefixes 16/32/64/128 (eoembed.compress.distill); control: the same
+vector (inputs=None). ``--teacher presto``: Presto's 128-d embeddings of the same sample with its real weights
+(../shared/weights/presto; the issue's "single FM" teacher) instead, same loss and evaluation, written to
+bench_matryoshka_presto.json. Student: 128-d, prefixes 16/32/64/128 (eoembed.compress.distill); control: the same
 student with only the 128 head (distill_unordered). Scores: eoembed.compress.prefix_scores (ridge probes,
 TESSERA's chance-adjusted metric, 5 folds to stay under ~2 min) on the sample's 11 tasks. Loss: target
 "standardized" (teacher features z-scored) + relational 1.0 (pairwise-cosine term per prefix), chosen on a
 disjoint selection sample (SELECTION below); nothing is selected on this sample's labels (fixed epochs).
-Baselines also include PCA of the z-scored teacher (pca_standardized), the linear counterpart of the target. Seed spread: at k=16 the Matryoshka and unordered students are also trained with ``--seeds - 1``
+Baselines also include PCA of the z-scored teacher (pca_standardized), the linear counterpart of the target.
+Seed spread: at k=16 the Matryoshka and unordered students are also trained with ``--seeds - 1``
 more seeds (same evaluation), so their k=16 difference can be read against the spread over seeds.
-Writes benchmarks/results/bench_matryoshka.json and prints the table.
+Writes benchmarks/results/bench_matryoshka.json (or ..._presto.json) and prints the table.
 
-    .venv/bin/python benchmarks/bench_matryoshka.py [--n 300] [--size 32] [--epochs 60]
+    .venv/bin/python benchmarks/bench_matryoshka.py [--n 300] [--size 32] [--epochs 60] [--teacher presto]
 """
 from __future__ import annotations
 
@@ -49,19 +52,36 @@ def main() -> None:
                     help="distillation target (distill(target=...)); chosen on a disjoint selection sample, see doc")
     ap.add_argument("--relational", type=float, default=1.0, help="weight of the pairwise-cosine term")
     ap.add_argument("--prefix-weights", type=float, nargs="+", default=None)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_matryoshka.json"))
+    ap.add_argument("--teacher", choices=("raw_bands", "presto"), default="raw_bands",
+                    help="raw_bands: the 216 raw-band features; presto: Presto's 128-d embeddings with its real "
+                         "weights (--presto-weights), four seasons in one pass")
+    ap.add_argument("--presto-weights", default=str(Path(__file__).resolve().parents[2] / "shared" / "weights"
+                                                    / "presto" / "default_model.pt"))
+    ap.add_argument("--out", default=None, help="default: results/bench_matryoshka.json (raw_bands) or "
+                                                "results/bench_matryoshka_presto.json")
     args = ap.parse_args()
+    if args.out is None:
+        name = "bench_matryoshka.json" if args.teacher == "raw_bands" else "bench_matryoshka_presto.json"
+        args.out = str(Path(__file__).parent / "results" / name)
 
     from eoembed.compress import distill, distill_unordered, prefix_scores
     from eoembed.data import open_cube, read_labels, sample
-    from eoembed.pipeline import raw_band_features
+    from eoembed.pipeline import _flat, raw_band_features
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = sample(Path(tmp) / "sample", n=args.n, seed=0, size=args.size, progress=False)
         cube = open_cube(root).load()
         labels = read_labels(Path(root) / "labels")
-        teacher = raw_band_features(cube)
+        if args.teacher == "raw_bands":
+            teacher = raw_band_features(cube)
+        else:
+            from eoembed.extract import extract, open_embeddings
+
+            store = Path(tmp) / "emb.zarr"
+            extract(cube, models=["presto"], out=store, weights={"presto": args.presto_weights}, size="full",
+                    progress=False)
+            teacher = _flat(open_embeddings(store)["presto"])
     t_data = time.perf_counter() - t0
     kw = dict(out_dim=128, hidden=512, epochs=args.epochs, seed=args.seed, progress=False, target=args.target,
               relational=args.relational)
@@ -100,7 +120,8 @@ def main() -> None:
         "what": __doc__.splitlines()[0],
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch threads (2-core shared machine)",
         "n": args.n, "size": args.size, "teacher_dim": int(teacher.sizes["feature"]),
-        "teacher": "raw_band_features (mean+std per season and band)", "epochs": args.epochs, "seed": args.seed,
+        "teacher": ("raw_band_features (mean+std per season and band)" if args.teacher == "raw_bands" else
+                    f"presto embeddings, real weights ({Path(args.presto_weights).name}), all four seasons in one pass"), "epochs": args.epochs, "seed": args.seed,
         "eval": {"mode": "ridge", "metric": "tessera", "folds": args.folds},
         "selection": df.attrs["selection"],
         "loss": {"target": args.target, "relational": args.relational, "prefix_weights": args.prefix_weights},
