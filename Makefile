@@ -39,8 +39,11 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -m "" --nbmake tests notebooks
 
+# Every benchmark with its defaults (hours; rewrites benchmarks/results/*.json with this machine's numbers). One that
+# fails does not stop the others; those needing NeuCo-Bench's source say SKIPPED without it. See benchmarks/README.md.
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf out .pytest_cache

@@ -111,11 +111,15 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
     if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
-        sys.exit("give NeuCo-Bench's source with --neuco-src or NEUCO_BENCH_SRC (a folder holding benchmark/main.py)")
+        print("SKIPPED: NeuCo-Bench's source is needed to run it side by side; give --neuco-src or NEUCO_BENCH_SRC "
+              "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
+        return
     if args.skopt_path:
         sys.path.insert(0, args.skopt_path)
     if importlib.util.find_spec("skopt") is None:
-        sys.exit("NeuCo-Bench's SVM probe needs scikit-optimize: pip install scikit-optimize (or --skopt-path)")
+        print("SKIPPED: NeuCo-Bench's SVM probe needs scikit-optimize: pip install scikit-optimize (or give "
+              "--skopt-path, a folder holding it).")
+        return
     warnings.filterwarnings("ignore")
 
     from eoembed.bench import evaluate
