@@ -11,7 +11,7 @@ DEMO_OUT ?= out/demo
 DEMO_ARGS ?=
 DEMO_PORT ?= 5006
 
-.PHONY: demo test test-slow test-all bench install clean
+.PHONY: demo test test-slow test-all bench gpu-wheels install clean
 
 install: $(STAMP)
 
@@ -44,6 +44,15 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
 	  if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
+
+# Wheels the GPU device machine lacks (Python 3.12, no network there) for benchmarks/bench_gpu.py, into .whl/
+# (ignored by git; about 11 MB). See benchmarks/README.md, "The device check".
+GPU_WHEELS := zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 dask==2026.8.0 partd==1.4.2 \
+  locket==1.0.0
+gpu-wheels: $(STAMP)
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform manylinux1_x86_64 -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf out .pytest_cache
