@@ -20,32 +20,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ["biomass_mean", "biomass_std", "clouds_reg", "crops", "heatisland_mean", "heatisland_std",
-         "landcover_agriculture", "landcover_forest", "nodata", "random_cls", "random_reg"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _synthetic import TASKS  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, pandas as pd
 n, dim, folds, epochs, block = (int(a) for a in sys.argv[1:6])
-rng = np.random.default_rng(0)
-latent = rng.standard_normal((n, 8)).astype(np.float32)
-proj = rng.standard_normal((8, dim)).astype(np.float32) * 0.5
-X = np.empty((n, dim), dtype=np.float32)
-for a in range(0, n, 4096):                                     # generated in blocks: no float64 copy
-    X[a:a + 4096] = latent[a:a + 4096] @ proj + rng.standard_normal((min(4096, n - a), dim), dtype=np.float32)
-tasks = %(tasks)r
-lab = {}
-for j, t in enumerate(tasks):
-    if t == "random_cls":
-        lab[t] = (rng.standard_normal(n) > 0).astype(float)
-    elif t == "random_reg":
-        lab[t] = rng.standard_normal(n)
-    else:
-        lab[t] = latent[:, j %% 8] + (0.3 + 0.2 * j) * rng.standard_normal(n)
-ids = np.array([f"s{i:07d}" for i in range(n)])
-lab = pd.DataFrame(lab, index=pd.Index(ids, name="id"))
-lab.attrs["task_types"] = {t: "classification" if t == "random_cls" else "regression" for t in tasks}
-del latent
+sys.path.insert(0, %(bench)r)
+from _synthetic import eleven_tasks
+X, ids, lab = eleven_tasks(n, dim)
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 from eoembed.bench import evaluate
 import eoembed.bench.core as core
@@ -60,7 +44,7 @@ print("RESULT", json.dumps({"n": n, "seconds": wall, "cpu_seconds": cpu,
       "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "rss_before_evaluate_gib": rss_warm, "rss_after_data_gib": rss0,
       "q": res.per_task["q_stat"].to_dict(), "fold_scores": res.folds["score"].tolist()}))
-""" % {"tasks": TASKS}
+""" % {"bench": str(Path(__file__).resolve().parent)}
 
 
 def run(n, dim, folds, epochs, block, nice):

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TASKS = ["biomass_mean", "biomass_std", "clouds_reg", "crops", "heatisland_mean", "heatisland_std",
-         "landcover_agriculture", "landcover_forest", "nodata", "random_cls", "random_reg"]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _synthetic import TASKS, eleven_tasks as synthetic  # noqa: E402
 
 
 def torch_state() -> dict:
@@ -52,28 +52,6 @@ def torch_state() -> dict:
         s["cuda_matmul_allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
         s["cuda_matmul_allow_bf16_reduced"] = bool(torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction)
     return s
-
-
-def synthetic(n: int, dim: int, seed: int = 0):
-    """Embeddings with 8 latent directions and 11 tasks like the challenge's (10 regression, 1 binary)."""
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    latent = rng.standard_normal((n, 8)).astype(np.float32)
-    X = (latent @ (rng.standard_normal((8, dim)).astype(np.float32) * 0.5)
-         + rng.standard_normal((n, dim), dtype=np.float32))
-    lab = {}
-    for j, t in enumerate(TASKS):
-        if t == "random_cls":
-            lab[t] = (rng.standard_normal(n) > 0).astype(float)
-        elif t == "random_reg":
-            lab[t] = rng.standard_normal(n)
-        else:
-            lab[t] = latent[:, j % 8] + (0.3 + 0.2 * j) * rng.standard_normal(n)
-    ids = np.array([f"s{i:07d}" for i in range(n)])
-    lab = pd.DataFrame(lab, index=pd.Index(ids, name="id"))
-    lab.attrs["task_types"] = {t: "classification" if t == "random_cls" else "regression" for t in TASKS}
-    return X, ids, lab
 
 
 def _runs(device: str) -> list[tuple[str, str, str]]:
