@@ -2,6 +2,8 @@
 reads a file, and hands every unusual file over (returns None)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,28 @@ def test_unusual_files_are_handed_over(tmp_path, text):
     path = tmp_path / "emb.csv"
     path.write_bytes(text.encode())
     assert _csv.read(path) is None
+
+
+def test_an_error_inside_the_parse_is_not_masked_by_the_memory_map(tmp_path, monkeypatch):
+    """An exception while the file is mapped keeps numpy views of the map alive in its traceback; closing the map
+    by hand then raised BufferError ("cannot close exported pointers exist") in place of the real error, which
+    a fresh-clone test run once showed as an 'internal error'. The real error must come through, and the map must
+    not outlive the arrays."""
+    path = tmp_path / "emb.csv"
+    _write(path, ["id", "0", "1"], [("a", "1", "2"), ("b", "3", "4")])
+
+    def boom(*args):
+        raise RuntimeError("planted parse failure")
+
+    monkeypatch.setattr(_csv, "_parse", boom)
+    with pytest.raises(RuntimeError, match="planted parse failure"):
+        _csv.read(path)
+    monkeypatch.undo()
+    out, ids = _csv.read(path)           # and a normal read still works and leaves nothing mapped
+    assert out.tolist() == [[1.0, 2.0], [3.0, 4.0]] and ids.tolist() == ["a", "b"]
+    maps = Path("/proc/self/maps")
+    if maps.is_file():
+        assert str(path) not in maps.read_text()
+    path.unlink()
+    _write(path, ["id", "0"], [("c", "5")])
+    assert _csv.read(path)[0].tolist() == [[5.0]]

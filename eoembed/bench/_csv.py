@@ -145,18 +145,17 @@ def _header(buf: np.ndarray) -> tuple[int, int, np.ndarray] | None:
 
 def read(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(values float64 (n, D), raw ids) of a plain NeuCo CSV, or None when the file is not plain (see module).
-    The file is memory-mapped (no copy; its pages are read by the parallel parse)."""
+    The file is memory-mapped (no copy; its pages are read by the parallel parse). The map is not closed by hand:
+    it is unmapped when the last numpy view of it is gone. (Closing it while a view lives raises BufferError, and
+    an exception's traceback keeps the views of its frames alive, so a hand-made close replaced any error in the
+    parse by "cannot close exported pointers exist".)"""
     import mmap
 
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
             return None
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as raw:
-            buf = np.frombuffer(raw, dtype=np.uint8)
-            try:
-                return _read(raw, buf)
-            finally:
-                del buf                   # the buffer export must end before the map closes
+        raw = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)   # holds its own handle on the file
+    return _read(raw, np.frombuffer(raw, dtype=np.uint8))
 
 
 def _read(raw, buf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
