@@ -204,6 +204,10 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("SKIPPED: no CUDA device here (this is the GPU device check; --device cpu --quick runs it as a smoke "
+              "test).")
+        return
     before = torch_state()
     sys.path.insert(0, str(ROOT))
     res: dict = {"what": __doc__.splitlines()[0], "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
