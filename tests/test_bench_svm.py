@@ -255,6 +255,37 @@ def test_cli_probe_svm(tmp_path):
     assert bad.exit_code != 0 and "--probe" in bad.output + str(bad.exception)
 
 
+def test_cli_probe_svm_on_cpu_does_not_import_torch(tmp_path):
+    """`eoembed bench --probe svm --device cpu` runs libsvm on NumPy kernels: torch (1-2 s to import) stays out."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    X, ids, lab = _data(n=60)
+    d = tmp_path / "in"
+    (d / "labels").mkdir(parents=True)
+    emb = pd.DataFrame(X, columns=[str(i) for i in range(X.shape[1])])
+    emb.insert(0, "id", ids)
+    emb.to_csv(d / "emb.csv", index=False)
+    for t, kind in lab.attrs["task_types"].items():
+        col = lab[t].astype(int) if kind == "classification" else lab[t]
+        col.rename("label").rename_axis("id").reset_index().to_csv(d / "labels" / f"{t}__{kind}.csv", index=False)
+    (tmp_path / "svm.yaml").write_text(yaml.safe_dump(_cfg(folds=2, opt_params={"n_iter": 2})))
+    code = ("import sys\nfrom eoembed.cli import app\ntry:\n"
+            f"    app(['bench', {str(d / 'emb.csv')!r}, '--labels', {str(d / 'labels')!r}, '--out', "
+            f"{str(tmp_path / 'o')!r}, '--config', {str(tmp_path / 'svm.yaml')!r}, '--device', 'cpu', "
+            "'--no-progress'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TORCH', 'torch' in sys.modules)\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "TORCH False" in proc.stdout, proc.stdout[-2000:]
+    assert json.loads((tmp_path / "o" / "results_summary.json").read_text())["config"]["probe_type"] == "svm"
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"probe": "rbf"}, r"probe='rbf'; use one of \('linear', 'svm'\)"),
     ({"probe": "svm", "mode": "ridge"}, "runs in mode='compat' only"),

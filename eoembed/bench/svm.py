@@ -192,17 +192,19 @@ def estimator_params(cand: dict, classification: bool) -> dict:
 
 def gram(X: np.ndarray, device=None) -> np.ndarray:
     """``X X^T`` in float64 (NeuCo-Bench's libsvm computes its kernel in double); on the GPU when ``device`` is
-    CUDA."""
-    import torch
-
-    from eoembed import runtime
-
-    dev = runtime.resolve_device(device)
+    CUDA. ``device="cpu"`` (what :func:`eoembed.bench.evaluate` passes on a machine without CUDA) does not import
+    torch."""
     X64 = np.ascontiguousarray(X, dtype=np.float64)
-    if dev.type == "cuda":
-        with runtime.compute("float32", dev):
-            t = torch.as_tensor(X64, device=dev)
-            return (t @ t.T).cpu().numpy()
+    if not (isinstance(device, str) and device.strip() == "cpu"):
+        import torch
+
+        from eoembed import runtime
+
+        dev = runtime.resolve_device(device)
+        if dev.type == "cuda":
+            with runtime.compute("float32", dev):
+                t = torch.as_tensor(X64, device=dev)
+                return (t @ t.T).cpu().numpy()
     return X64 @ X64.T
 
 
