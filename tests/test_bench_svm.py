@@ -256,7 +256,7 @@ def test_cli_probe_svm(tmp_path):
 
 
 def test_cli_probe_svm_on_cpu_does_not_import_torch(tmp_path):
-    """`eoembed bench --probe svm --device cpu` runs libsvm on NumPy kernels: torch (1-2 s to import) stays out."""
+    """`eoembed bench --probe svm --device cpu` runs libsvm on NumPy kernels: torch (2.2-2.8 s to import here) stays out."""
     import subprocess
     import sys
 
