@@ -10,7 +10,8 @@ student with only the 128 head (distill_unordered). Scores: eoembed.compress.pre
 TESSERA's chance-adjusted metric, 5 folds to stay under ~2 min) on the sample's 11 tasks. Loss: target
 "standardized" (teacher features z-scored) + relational 1.0 (pairwise-cosine term per prefix), chosen on a
 disjoint selection sample (SELECTION below); nothing is selected on this sample's labels (fixed epochs).
-Baselines also include PCA of the z-scored teacher (pca_standardized), the linear counterpart of the target.
+Baselines also include PCA of the z-scored teacher (pca_standardized), the linear counterpart of the target, and
+PCA of the unit-length teacher rows (pca_spherical), the span a cosine loss is best served by.
 Seed spread: at k=16 the Matryoshka and unordered students are also trained with ``--seeds - 1``
 more seeds (same evaluation), so their k=16 difference can be read against the spread over seeds.
 Writes benchmarks/results/bench_matryoshka.json (or ..._presto.json) and prints the table.
@@ -93,7 +94,8 @@ def main() -> None:
     uno = distill_unordered(teacher, **kw)
     t_uno = time.perf_counter() - t0
     t0 = time.perf_counter()
-    df = prefix_scores(res, labels, baselines=("pca", "pca_standardized", "random", "unordered", "teacher"),
+    df = prefix_scores(res, labels, baselines=("pca", "pca_standardized", "pca_spherical", "random", "unordered",
+                                              "teacher"),
                        unordered=uno,
                        folds=args.folds, seed=args.seed)
     t_eval = time.perf_counter() - t0

@@ -273,6 +273,27 @@ def test_pca_standardized_baseline(run, data):
     assert np.isfinite(df["score"]).all()
 
 
+def test_pca_spherical_baseline_is_the_top_span_of_unit_length_samples(run, data):
+    """pca_spherical: unit-length centred teacher rows on their top right singular vectors. Its codes keep more
+    squared cosine than any other span of the same size (checked against random spans), and prefix_scores scores
+    it at every k."""
+    from eoembed.compress.matryoshka import _pca_spherical
+
+    t = np.asarray(run.teacher.values, np.float64)
+    tc = t - t.mean(axis=0)
+    codes = _pca_spherical(tc, 2)
+    u = tc / np.linalg.norm(tc, axis=1, keepdims=True)
+    kept = (codes.astype(np.float64) ** 2).sum()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q, _ = np.linalg.qr(rng.normal(size=(u.shape[1], 2)))
+        assert kept >= ((u @ q) ** 2).sum()
+    assert kept <= len(u) + 1e-6 and np.allclose(np.linalg.norm(u, axis=1), 1.0)
+    df = prefix_scores(run, data[1], baselines=("pca_spherical",), folds=4)
+    assert sorted(df.loc[df.method == "pca_spherical", "k"]) == [2, 4, 8]
+    assert np.isfinite(df["score"]).all()
+
+
 def test_mse_loss_trains_and_orders_prefixes(data):
     res = distill(data[0], prefixes=(2, 8), out_dim=8, seed=0, loss="mse", **{**FAST, "epochs": 15})
     h = res.history

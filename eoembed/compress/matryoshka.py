@@ -627,6 +627,15 @@ def _pca(t: np.ndarray, k: int, seed: int) -> np.ndarray:
     return PCA(n_components=k, random_state=seed).fit_transform(t).astype(np.float32)
 
 
+def _pca_spherical(tc: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the centred ``tc`` scaled to unit length, projected on their top ``k`` right singular vectors (no
+    re-centring): the k-d span that keeps the most squared cosine to the samples."""
+    nrm = np.linalg.norm(tc, axis=1, keepdims=True)
+    u = np.asarray(tc, np.float64) / np.where(nrm > 0, nrm, 1.0)
+    vt = np.linalg.svd(u, full_matrices=False)[2][:k]
+    return (u @ vt.T).astype(np.float32)
+
+
 def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None = None,
                   baselines: Sequence[str] = ("pca", "random", "unordered"), *, teacher: Any = None,
                   unordered: Any = None, mode: str = "ridge", metric: str = "tessera", folds: int = 10,
@@ -638,6 +647,8 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     prefixes: default the result's prefixes (else 16/32/64/128 capped at the width). baselines: "pca" (PCA of the
     centred teacher, fitted once with max(prefixes) components, first k kept), "pca_standardized" (the same on the
     teacher with every feature scaled to unit variance: the linear counterpart of target="standardized"),
+    "pca_spherical" (the centred teacher with every sample scaled to unit length, projected on its top right
+    singular vectors without re-centring: the 16-d span a cosine loss on linear heads is best served by),
     "random" (a seeded Gaussian
     projection of the centred teacher; first k of one (d_T, max k) draw), "unordered" (first k coordinates of
     :func:`distill_unordered`, trained with the same settings unless given), "teacher" (the full teacher, once).
@@ -650,7 +661,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     """
     from eoembed.bench import evaluate
 
-    allowed = ("pca", "pca_standardized", "random", "unordered", "teacher")
+    allowed = ("pca", "pca_standardized", "pca_spherical", "random", "unordered", "teacher")
     for b in baselines:
         if b not in allowed:
             raise DataError(f"baseline {b!r} is unknown; use any of {allowed}.")
@@ -665,7 +676,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     if t_da is not None:
         t_da = t_da.sel(sample=emb["sample"].values) if list(t_da["sample"].values) != list(emb["sample"].values) \
             else t_da
-    needs_t = [b for b in baselines if b in ("pca", "pca_standardized", "random", "teacher")]
+    needs_t = [b for b in baselines if b in ("pca", "pca_standardized", "pca_spherical", "random", "teacher")]
     if needs_t and t_da is None:
         raise DataError(f"baselines {needs_t} need the teacher; pass teacher= or a DistillResult.")
     kw = {"mode": mode, "metric": metric, "folds": folds, "seed": eval_seed, "device": device, "progress": False}
@@ -685,6 +696,11 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
             sd = tc.std(axis=0)
             pcs = _pca(tc / np.where(sd > 0, sd, 1.0), m, seed)
             cands += [("pca_standardized", k, _embedding_array(pcs[:, :k], like, {"method": "pca_standardized"}))
+                      for k in ks if k <= m]
+        if "pca_spherical" in baselines:
+            m = min(ks[-1], tc.shape[0], tc.shape[1])
+            pcs = _pca_spherical(tc, m)
+            cands += [("pca_spherical", k, _embedding_array(pcs[:, :k], like, {"method": "pca_spherical"}))
                       for k in ks if k <= m]
         if "random" in baselines:
             w = np.random.default_rng(seed).normal(size=(tc.shape[1], ks[-1])).astype(np.float32)
