@@ -648,7 +648,7 @@ def prefix_scores(embeddings: Any, labels: Any, prefixes: Sequence[int] | None =
     centred teacher, fitted once with max(prefixes) components, first k kept), "pca_standardized" (the same on the
     teacher with every feature scaled to unit variance: the linear counterpart of target="standardized"),
     "pca_spherical" (the centred teacher with every sample scaled to unit length, projected on its top right
-    singular vectors without re-centring: the 16-d span a cosine loss on linear heads is best served by),
+    singular vectors without re-centring: the k-d span a cosine loss on linear heads is best served by),
     "random" (a seeded Gaussian
     projection of the centred teacher; first k of one (d_T, max k) draw), "unordered" (first k coordinates of
     :func:`distill_unordered`, trained with the same settings unless given), "teacher" (the full teacher, once).
