@@ -49,6 +49,18 @@ def _reg_problem(n, seed):
     return X.astype(np.float64), (y - y.min()) / (y.max() - y.min())
 
 
+def _write_inputs(d: Path, X, ids, lab) -> Path:
+    """NeuCo-Bench inputs under ``d``: emb.csv and labels/<task>__<type>.csv (classes as integers)."""
+    (d / "labels").mkdir(parents=True)
+    emb = pd.DataFrame(X, columns=[str(i) for i in range(X.shape[1])])
+    emb.insert(0, "id", ids)
+    emb.to_csv(d / "emb.csv", index=False)
+    for t, kind in lab.attrs["task_types"].items():
+        col = lab[t].astype(int) if kind == "classification" else lab[t]
+        col.rename("label").rename_axis("id").reset_index().to_csv(d / "labels" / f"{t}__{kind}.csv", index=False)
+    return d
+
+
 def _cfg(folds=3, **pp):
     p = copy.deepcopy(PP)
     p.update(pp)
@@ -229,15 +241,7 @@ def test_cli_probe_svm(tmp_path):
     from eoembed.cli import app
     import yaml
 
-    X, ids, lab = _data()
-    d = tmp_path / "in"
-    (d / "labels").mkdir(parents=True)
-    emb = pd.DataFrame(X, columns=[str(i) for i in range(X.shape[1])])
-    emb.insert(0, "id", ids)
-    emb.to_csv(d / "emb.csv", index=False)
-    for t, kind in lab.attrs["task_types"].items():
-        col = lab[t].astype(int) if kind == "classification" else lab[t]
-        col.rename("label").rename_axis("id").reset_index().to_csv(d / "labels" / f"{t}__{kind}.csv", index=False)
+    d = _write_inputs(tmp_path / "in", *_data())
     (tmp_path / "svm.yaml").write_text(yaml.safe_dump(_cfg()))
     r = CliRunner().invoke(app, ["bench", str(d / "emb.csv"), "--labels", str(d / "labels"), "--out",
                                  str(tmp_path / "o"), "--config", str(tmp_path / "svm.yaml"), "--no-progress"])
@@ -262,15 +266,7 @@ def test_cli_probe_svm_on_cpu_does_not_import_torch(tmp_path):
 
     import yaml
 
-    X, ids, lab = _data(n=60)
-    d = tmp_path / "in"
-    (d / "labels").mkdir(parents=True)
-    emb = pd.DataFrame(X, columns=[str(i) for i in range(X.shape[1])])
-    emb.insert(0, "id", ids)
-    emb.to_csv(d / "emb.csv", index=False)
-    for t, kind in lab.attrs["task_types"].items():
-        col = lab[t].astype(int) if kind == "classification" else lab[t]
-        col.rename("label").rename_axis("id").reset_index().to_csv(d / "labels" / f"{t}__{kind}.csv", index=False)
+    d = _write_inputs(tmp_path / "in", *_data(n=60))
     (tmp_path / "svm.yaml").write_text(yaml.safe_dump(_cfg(folds=2, opt_params={"n_iter": 2})))
     code = ("import sys\nfrom eoembed.cli import app\ntry:\n"
             f"    app(['bench', {str(d / 'emb.csv')!r}, '--labels', {str(d / 'labels')!r}, '--out', "
