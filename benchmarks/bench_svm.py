@@ -15,16 +15,20 @@ folds and candidates than its 40 x 50 so its code finishes in minutes. Three mea
    same seeds: more seeds, folds and candidates (5 prior draws, then guided points) than NeuCo-Bench's code could
    afford here.
 3. Per fit, CPU seconds, on NeuCo-Bench's own candidates (the noise study's first seed: prior draws and guided
-   points), one fold each: NeuCo-Bench's work for one (fold, candidate) -- SVR/SVC with kernel='poly' fitted on the
-   fold's rows, predictions on its train and test parts (BayesSearchCV scores both, return_train_score=True) -- vs
-   eoembed's (libsvm on the shared precomputed kernel, test predictions); and eoembed's kernel per candidate.
+   points): NeuCo-Bench's work for one (fold, candidate) -- SVR/SVC with kernel='poly' fitted on the fold's rows,
+   predictions on its train and test parts (BayesSearchCV scores both, return_train_score=True) -- on --fit-folds
+   folds; eoembed's per candidate over --fit-folds-eoembed folds (the sample config's 40) through evaluate()'s own
+   code path, with each solver: "active-set" (the default for random search: one all-rows libsvm fit per candidate,
+   then exact fold solves) and "libsvm" (every fold); both solvers' fold metrics compared; eoembed's kernel per
+   candidate.
 4. The sample config (40 folds x 50 candidates per task), extrapolated from the measured parts, which is how the
    scaled-down run is made representative: a short run amortises eoembed's per-run costs (CSV read, Gram matrix)
    and per-candidate kernel over few fits, so its end-to-end ratio understates the one at 40 x 50. Per task:
    NeuCo-Bench = 2,000 x its per-fit CPU + its optimizer (46 guided steps at the CPU cost skopt's own surrogate
-   has, 4 random ones); eoembed random = 2,000 x per-fit + 50 x kernel + Gram; eoembed bayes = that + its
-   optimizer steps (measured; bit-identical surrogate, faster predict); plus eoembed's CSV read once.
-   NeuCo-Bench's own CSV read, joblib/scorer overhead and final refit are left out (in its favour).
+   has, 4 random ones); eoembed random = 50 x (its per-candidate cost at 40 folds + kernel) + Gram; eoembed bayes =
+   the same with the libsvm solver + its optimizer steps (measured; bit-identical surrogate, faster predict); plus
+   eoembed's CSV read once. NeuCo-Bench's own CSV read, joblib/scorer overhead and final refit are left out (in
+   its favour).
 Writes benchmarks/results/bench_svm.json.
 Usage: NEUCO_BENCH_SRC=/path/NeuCo-Bench python benchmarks/bench_svm.py --skopt-path /path/site
 """
@@ -52,10 +56,12 @@ from bench_eval import synthetic  # noqa: E402
 from neuco_reference import run_neuco, write_neuco_inputs  # noqa: E402
 
 
-def per_fit_cpu(prep, splits, task, cands, n_folds=1):
-    """CPU seconds per (fold, candidate): NeuCo-Bench's work (SVR/SVC kernel='poly' fit on the fold's rows,
-    predict train + test) and eoembed's (fit on the shared kernel, test predictions), candidate by candidate;
-    and eoembed's kernel matrix per candidate."""
+def per_fit_cpu(prep, splits, task, cands, n_folds=1, n_folds_mine=40):
+    """CPU seconds of NeuCo-Bench's work per (fold, candidate) -- SVR/SVC kernel='poly' fit on the fold's rows,
+    predict train + test -- on ``n_folds`` folds per candidate; eoembed's per candidate on ``n_folds_mine`` folds
+    (the sample config's 40: the active-set solver's one all-rows libsvm fit per candidate is amortised over them),
+    with each solver, through the code path evaluate() runs (``_Task.run_candidate``); eoembed's kernel matrix per
+    candidate; and both solvers' fold metrics (to count the scores that differ)."""
     from sklearn.svm import SVC, SVR
 
     from eoembed.bench import svm as S
@@ -65,29 +71,35 @@ def per_fit_cpu(prep, splits, task, cands, n_folds=1):
     rows = np.asarray(prep.rows[task])
     X = prep.X[rows].astype(np.float64)
     y = prep.Y[k][rows].astype(np.float64)
-    if cls:
-        y[y == 0] = -1
     pos = np.full(len(prep.X), -1)
     pos[rows] = np.arange(len(rows))
-    folds = [(pos[tr], pos[te]) for tr, te in splits[task][:n_folds]]
-    theirs, mine, kern = [], [], []
+    folds = [(pos[tr], pos[te]) for tr, te in splits[task]]
     c0 = time.process_time()
-    G = S.gram(X)
+    G = S.gram(X, "cpu")
     t_gram = time.process_time() - c0
+    yy = np.where(y == 0, -1.0, y) if cls else y
+    theirs, kern = [], []
     for c in cands:
-        for tr, te in folds:
+        for tr, te in folds[:n_folds]:
             c0 = time.process_time()
-            est = (SVC if cls else SVR)(**c).fit(X[tr], y[tr])
+            est = (SVC if cls else SVR)(**c).fit(X[tr], yy[tr])
             est.predict(X[tr]), est.predict(X[te])
             theirs.append(time.process_time() - c0)
-        c0 = time.process_time()
-        K = S.kernel(G, c)
-        kern.append(time.process_time() - c0)
-        for tr, te in folds:
+    mine, metric, used = {}, {}, {}
+    for solver in ("libsvm", "active-set"):
+        t = S._Task(task, y, cls, folds[:n_folds_mine], list(cands), "max", 42, solver)
+        per = []
+        for j, c in enumerate(cands):
             c0 = time.process_time()
-            S.fit_score(K, y, tr, te, c, cls)
-            mine.append(time.process_time() - c0)
-    return np.array(theirs), np.array(mine), np.array(kern), t_gram
+            K = S.kernel(G, c)
+            kt = time.process_time() - c0
+            if solver == "libsvm":
+                kern.append(kt)
+            c0 = time.process_time()
+            t.run_candidate(j, K, X, G, None)
+            per.append(time.process_time() - c0)
+        mine[solver], metric[solver], used[solver] = np.array(per), t.metric, dict(t.fits)
+    return np.array(theirs), mine, np.array(kern), t_gram, metric, used
 
 
 def main() -> None:
@@ -100,7 +112,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--n-iter", type=int, default=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
-    ap.add_argument("--fit-folds", type=int, default=1, help="folds per candidate in the per-fit timing")
+    ap.add_argument("--fit-folds", type=int, default=1, help="folds per candidate in NeuCo-Bench's per-fit timing")
+    ap.add_argument("--fit-folds-eoembed", type=int, default=40,
+                    help="folds per candidate in eoembed's per-fit timing (the sample config's K)")
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[42, 7, 1, 2, 3, 4],
                     help="seeds of the noise study (eoembed bayes = NeuCo-Bench's candidates, and random)")
     ap.add_argument("--noise-n-iter", type=int, default=10,
@@ -204,13 +218,16 @@ def main() -> None:
     t_prepare = time.process_time() - prep_c0
     splits = _splits(prep, args.folds, 42)
     fits = {}
+    splits40 = _splits(prep, max(args.fit_folds_eoembed, args.fit_folds), 42)
     for t in tasks:
         cands = noise_cands[t]
-        fits[t] = per_fit_cpu(prep, splits, t, cands, args.fit_folds)
-        th, me, ke, _ = fits[t]
-        print(f"per fit {t}: NeuCo-Bench {th.mean() * 1e3:.0f} ms, eoembed {me.mean() * 1e3:.1f} ms "
-              f"(+ kernel {ke.mean() * 1e3:.1f} ms per candidate), ratio {th.sum() / me.sum():.1f}x", flush=True)
-
+        fits[t] = per_fit_cpu(prep, splits40, t, cands, args.fit_folds, args.fit_folds_eoembed)
+        th, me, ke, _, met, used = fits[t]
+        kf = args.fit_folds_eoembed
+        print(f"per fit {t}: NeuCo-Bench {th.mean() * 1e3:.0f} ms, eoembed libsvm {me['libsvm'].mean() / kf * 1e3:.1f}"
+              f" ms, active-set {me['active-set'].mean() / kf * 1e3:.1f} ms (+ kernel {ke.mean() * 1e3:.1f} ms per "
+              f"candidate), ratio {th.mean() * kf / me['active-set'].mean():.1f}x; fits {used['active-set']}",
+              flush=True)
     # the sample config, extrapolated from the measured parts (CPU seconds)
     K40, C50 = 40, 50
     heavy, light = {}, {}
@@ -221,16 +238,25 @@ def main() -> None:
         light[t] = float(np.mean(lt)) if lt else 0.0
     opt_task = {t: (C50 - n_init + 1) * heavy[t] + (n_init - 1) * light[t] for t in tasks}
     neuco_task = {t: K40 * C50 * fits[t][0].mean() + opt_task[t] for t in tasks}
-    mine_task = {t: K40 * C50 * fits[t][1].mean() + C50 * fits[t][2].mean() + fits[t][3] for t in tasks}
-    mine_bayes_task = {t: mine_task[t] + opt_task[t] for t in tasks}
+    kf = args.fit_folds_eoembed    # eoembed's per-candidate cost at kf folds, scaled to 40 (kf = 40: as measured)
+    mine_task = {t: C50 * (fits[t][1]["active-set"].mean() * K40 / kf + fits[t][2].mean()) + fits[t][3]
+                 for t in tasks}
+    mine_libsvm_task = {t: C50 * (fits[t][1]["libsvm"].mean() * K40 / kf + fits[t][2].mean()) + fits[t][3]
+                        for t in tasks}
+    mine_bayes_task = {t: mine_libsvm_task[t] + opt_task[t] for t in tasks}
     sample = {
         "neuco_minutes_per_task": {t: v / 60 for t, v in neuco_task.items()},
         "eoembed_random_minutes_per_task": {t: v / 60 for t, v in mine_task.items()},
+        "eoembed_random_libsvm_solver_minutes_per_task": {t: v / 60 for t, v in mine_libsvm_task.items()},
         "eoembed_bayes_minutes_per_task": {t: v / 60 for t, v in mine_bayes_task.items()},
         "eoembed_csv_read_seconds": t_prepare,
         "speedup_random": sum(neuco_task.values()) / (sum(mine_task.values()) + t_prepare),
+        "speedup_random_per_task": {t: neuco_task[t] / (mine_task[t] + t_prepare) for t in tasks},
+        "speedup_random_libsvm_solver": sum(neuco_task.values()) / (sum(mine_libsvm_task.values()) + t_prepare),
         "speedup_bayes": sum(neuco_task.values()) / (sum(mine_bayes_task.values()) + t_prepare),
         "optimizer_cpu_seconds_per_guided_step": heavy, "optimizer_cpu_seconds_per_random_step": light,
+        "note": "eoembed random = the default solver (auto: active-set for random search); bayes = libsvm solver "
+                "(auto) plus its optimizer steps",
     }
     if both:   # NeuCo-Bench as shipped (n_jobs 1) against eoembed on both cores: the per-core ratio x the threads' gain
         sample["speedup_random_both_cores_est"] = sample["speedup_random"] * both["threads_speedup_wall"]
@@ -252,7 +278,10 @@ def main() -> None:
         qr = np.array([mine[("random", s)].per_task.loc[t, "q_stat"] for s in args.seeds])
         noise = float(qn.std(ddof=1)) if len(qn) > 1 else None
         b = mine[("bayes", s0)]
-        th, me, ke, _ = fits[t]
+        th, me, ke, _, met, used = fits[t]
+        kf = args.fit_folds_eoembed
+        dm = np.abs(met["active-set"] - met["libsvm"])
+        mine_fit = me["active-set"] / kf
         rows.append({
             "task": t, "q_neuco": qn.tolist(), "q_neuco_mean": float(qn.mean()), "q_neuco_seed_std": noise,
             "q_eoembed_random": qr.tolist(), "q_eoembed_random_mean": float(qr.mean()),
@@ -266,15 +295,25 @@ def main() -> None:
             "mean_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "mean_score"]),
             "q_max_over_candidates": float(mine[("random", s0)].per_task.loc[t, "q_stat"]),
             "per_fit_cpu_ms_neuco": (th * 1e3).round(1).tolist(),
-            "per_fit_cpu_ms_eoembed": (me * 1e3).round(2).tolist(),
+            "per_fit_cpu_ms_eoembed_by_candidate": (mine_fit * 1e3).round(2).tolist(),
+            "per_fit_cpu_ms_eoembed_libsvm_solver_by_candidate": (me["libsvm"] / kf * 1e3).round(2).tolist(),
+            "eoembed_folds_per_candidate": kf,
+            "fits_by_solver": used["active-set"],
+            "active_set_vs_libsvm_fold_metric": {
+                "fits": int(dm.size), "differ": int(np.count_nonzero(dm > 1e-12)),
+                "max_abs_diff": float(dm.max()), "mean_abs_diff": float(dm.mean()),
+                "per_fold_max_over_candidates_max_abs_diff": float(np.max(np.abs(
+                    met["active-set"].max(axis=1) - met["libsvm"].max(axis=1))))},
             "kernel_cpu_ms_per_candidate": (ke * 1e3).round(2).tolist(),
-            "per_fit_speedup": float(th.sum() / me.sum()),
-            "per_fit_speedup_prior_draws": float(th.reshape(len(noise_cands[t]), -1)[:n_init].sum()
-                                                 / me.reshape(len(noise_cands[t]), -1)[:n_init].sum()),
-            "per_fit_speedup_guided": (float(th.reshape(len(noise_cands[t]), -1)[n_init:].sum()
-                                             / me.reshape(len(noise_cands[t]), -1)[n_init:].sum())
+            "per_fit_speedup": float(th.mean() / mine_fit.mean()),
+            "per_fit_speedup_libsvm_solver": float(th.mean() * kf / me["libsvm"].mean()),
+            "per_fit_speedup_prior_draws": float(th.reshape(len(noise_cands[t]), -1)[:n_init].mean()
+                                                 / mine_fit[:n_init].mean()),
+            "per_fit_speedup_guided": (float(th.reshape(len(noise_cands[t]), -1)[n_init:].mean()
+                                             / mine_fit[n_init:].mean())
                                        if len(noise_cands[t]) > n_init else None),
-            "per_fit_speedup_by_candidate": (th / me).round(1).tolist(),
+            "per_fit_speedup_by_candidate": (th.reshape(len(noise_cands[t]), -1).mean(axis=1) / mine_fit).round(1)
+                                            .tolist(),
         })
 
     def ratio(a, b):
@@ -295,10 +334,14 @@ def main() -> None:
             "note": "few fits per run: eoembed's CSV read, Gram matrix and per-candidate kernels are amortised "
                     "over only fits_per_run fits, so these ratios understate the sample config's (below)",
         },
-        "per_fit_cpu_seconds": {"neuco": float(np.mean([fits[t][0].mean() for t in tasks])),
-                                "eoembed": float(np.mean([fits[t][1].mean() for t in tasks])),
-                                "speedup": float(sum(fits[t][0].sum() for t in tasks)
-                                                 / sum(fits[t][1].sum() for t in tasks))},
+        "per_fit_cpu_seconds": {
+            "neuco": float(np.mean([fits[t][0].mean() for t in tasks])),
+            "eoembed": float(np.mean([fits[t][1]["active-set"].mean() / args.fit_folds_eoembed for t in tasks])),
+            "eoembed_libsvm_solver": float(np.mean([fits[t][1]["libsvm"].mean() / args.fit_folds_eoembed
+                                                    for t in tasks])),
+            "speedup": float(np.mean([fits[t][0].mean() for t in tasks])
+                             / np.mean([fits[t][1]["active-set"].mean() / args.fit_folds_eoembed for t in tasks])),
+            "note": "eoembed's per candidate (all-rows libsvm fit and factor included) / its folds"},
         "sample_config_40x50_extrapolated_cpu": sample,
         "noise_study": {"seeds": args.noise_seeds, "n_iter": args.noise_n_iter, "folds": args.noise_folds,
                         "tasks": noise_rows},

@@ -42,6 +42,10 @@ def register(app: typer.Typer) -> None:
                                        "candidates) | inner (honest: chosen on inner splits of the training part)."),
         svm_search: str = typer.Option("random", "--svm-search", help="svm: random (seeded sample of NeuCo-Bench's "
                                        "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
+        svm_solver: str = typer.Option("auto", "--svm-solver", help="svm: libsvm (every fold) | active-set "
+                                       "(classification folds solved exactly from one libsvm fit per candidate, "
+                                       "checked by libsvm's stopping rule) | auto (active-set for random search, "
+                                       "libsvm for bayes)."),
         split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "
                                   "(one fold: --test-ids) | group (--groups; 10% of groups held out per fold) | "
                                   "spatial (blocks of --split-km km, else --split-clusters KMeans clusters of "
@@ -85,6 +89,7 @@ def register(app: typer.Typer) -> None:
             check_choice("--probe", probe, ("linear", "svm"))
         check_choice("--svm-select", svm_select, ("max", "inner"))
         check_choice("--svm-search", svm_search, ("random", "bayes"))
+        check_choice("--svm-solver", svm_solver, ("auto", "libsvm", "active-set"))
         check_device(device)
         from eoembed.bench import evaluate
 
@@ -92,9 +97,9 @@ def register(app: typer.Typer) -> None:
         res = evaluate(embeddings, labels, folds=folds, mode=mode, seed=seed, epochs=epochs, tasks=task_list,
                        out=out, device=device, progress=progress, metric=metric, split_seed=split_seed,
                        config=config, exclude_file=exclude_file, embedding_dim=embedding_dim, experiment=experiment,
-                       probe=probe, svm_select=svm_select, svm_search=svm_search, split=split, split_km=split_km,
-                       split_clusters=split_clusters, groups=groups, meta=meta, train_ids=train_ids,
-                       test_ids=test_ids)
+                       probe=probe, svm_select=svm_select, svm_search=svm_search, svm_solver=svm_solver,
+                       split=split, split_km=split_km, split_clusters=split_clusters, groups=groups, meta=meta,
+                       train_ids=train_ids, test_ids=test_ids)
         typer.echo(res.per_task.to_string(float_format=lambda v: f"{v:.4f}"))
         rep = res.report
         extra = f" excluded={rep['excluded']['count']}" if "excluded" in rep else ""

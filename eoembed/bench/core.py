@@ -227,7 +227,7 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
              epochs: int | None = None, tasks=None, out=None, device=None, ids=None, progress: bool = True,
              metric: str = "neuco", split_seed: int = 42, config=None, exclude_file=None,
              embedding_dim: int | None = None, experiment: str | None = None, probe: str | None = None,
-             svm_select: str = "max", svm_search: str = "random", split: str = "shuffle",
+             svm_select: str = "max", svm_search: str = "random", svm_solver: str = "auto", split: str = "shuffle",
              split_km: float | None = None, split_clusters: int | None = None, groups=None, train_ids=None,
              test_ids=None, meta=None) -> EvalResult:
     """Evaluate embeddings with linear probes on every labelled task, NeuCo-Bench style.
@@ -255,7 +255,9 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     NeuCo-Bench's SVM probe (polynomial SVR/SVC, per-fold maximum over the searched candidates), see
     :mod:`eoembed.bench.svm`; svm_search "random" (seeded sample of its search space) | "bayes" (skopt's sequence,
     needs scikit-optimize); svm_select "max" (NeuCo-Bench) | "inner" (honest: chosen on inner splits of each
-    fold's training part; NOT NeuCo-Bench).
+    fold's training part; NOT NeuCo-Bench); svm_solver "libsvm" (NeuCo-Bench's solver on every fold) |
+    "active-set" (classification folds solved exactly from one libsvm fit per candidate, each checked against
+    libsvm's stopping rule, else refitted by libsvm) | "auto" (active-set for random search, libsvm for bayes).
 
     Splits (any mode; :mod:`eoembed.bench.splits`; Q is computed the same way over the folds): ``split="shuffle"``
     (NeuCo-Bench: ``folds`` random 90/10 splits per task), ``"fixed"`` (one fold: ``test_ids`` held out, trained on
@@ -295,6 +297,7 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
         if svm_select not in _svm.SELECTS or svm_search not in _svm.SEARCHES:
             raise DataError(f"svm_select={svm_select!r}, svm_search={svm_search!r}; use svm_select in "
                             f"{_svm.SELECTS} and svm_search in {_svm.SEARCHES}.")
+        svm_solver = _svm.resolve_solver(svm_solver, svm_search)
     dev = _device(st["device"])
     prep = prepare(embeddings, labels, ids=ids, tasks=st["tasks"], standardize=st["standardize"],
                    scale_labels=st["normalize_labels"], exclude_file=st["exclude_file"],
@@ -306,12 +309,14 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     splits = _splits(prep, int(st["folds"]), split_seed, split, **split_opts, **split_in)
     st["folds"] = len(splits[prep.tasks[0]])
     st["split"] = {**describe_split(splits.info), "sources": split_src}
-    st["precision"] = _precision(dev, mode) if probe != "svm" else {"precision": "float64",
-                                                                   "meaning": "libsvm on float64 kernel matrices"}
+    st["precision"] = _precision(dev, mode) if probe != "svm" else {
+        "precision": "float64", "meaning": "libsvm on float64 kernel matrices" + (
+            "; classification folds by the float64 active-set solver, certified by libsvm's stopping rule"
+            if svm_solver == "active-set" else "")}
     if probe == "svm":
         svm_pp = _svm.probe_params_of(st["user_config"])
         scores, svm_info = _svm.run(prep, splits, svm_pp, search=svm_search, select=svm_select, seed=seed,
-                                    split_seed=split_seed, device=dev, progress=progress)
+                                    split_seed=split_seed, device=dev, progress=progress, solver=svm_solver)
         hist = None
     else:
         scores, hist = _run(prep, splits, mode, metric, int(st["epochs"]), seed, dev, progress,

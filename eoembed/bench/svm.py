@@ -33,6 +33,17 @@ predictions from the support vectors' kernel columns. What is left is libsvm's o
 selection and kernel-row look-ups), the same iterations NeuCo-Bench's fit runs; NeuCo-Bench additionally computes
 every kernel entry as a D-dimensional dot product inside libsvm and predicts the train and test parts.
 
+Solver (``solver``): "libsvm" runs libsvm on every fold. "active-set" (the default with random search) fits libsvm
+once per candidate on all rows, then solves each fold exactly from that solution
+(:mod:`eoembed.bench._activeset`: a few Newton steps on the KKT system, each from one Cholesky factor per
+candidate); a fold's answer is used only when it passes libsvm's own stopping rule, else libsvm fits the fold. It
+is used for candidates whose kernel is positive semi-definite (coef0 >= 0; with coef0 < 0 the dual can be
+non-convex and libsvm's answer depends on its path) and at least ``_activeset.MIN_FREE`` free vectors. Fold scores
+then equal libsvm's up to libsvm's tolerance (it stops within 1e-3 of the optimum this solver reaches): a test
+decision within ~1e-3 of the boundary can flip, regression scores move by ~1e-4 (benchmarks/bench_svm.py counts
+both). Random search runs candidates in parallel (``n_jobs`` threads, one BLAS thread each), each candidate's
+folds in order, so scores do not depend on n_jobs; bayes search runs each candidate's folds in parallel.
+
 Honest variant (``select="inner"``): each outer fold's hyper-parameters are chosen by the mean metric over
 ``INNER_FOLDS`` 90/10 ShuffleSplits of its training part only, refitted on the whole training part and scored once
 on its test part; the per-fold maximum is computed beside it for comparison (never used for selection).
@@ -41,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 import time
 from collections.abc import Mapping
 
@@ -60,6 +72,7 @@ SVM_PROBE_DEFAULTS: dict = {
 }
 SEARCHES = ("random", "bayes")
 SELECTS = ("max", "inner")
+SOLVERS = ("auto", "libsvm", "active-set")
 INNER_FOLDS = 3
 PROBE_KEYS = ("C_start_end", "epsilon_list", "kernel_degree_list", "kernel_gamma_start_end",
               "kernel_coef0_start_end", "opt_params")
@@ -296,6 +309,10 @@ def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
                          "(NeuCo-Bench fails here too). Use more samples of the rare class.")
     support, dual, b = _libsvm_fit(K, y, w, cand, classification)
     sv = np.sort(train)[support]          # libsvm dropped the zero-weight rows: support indexes the rest
+    return _score(K, y, test, sv, dual, b, classification)
+
+
+def _score(K, y, test, sv, dual, b, classification) -> tuple[float, float]:
     dec = K[np.ix_(test, sv)] @ dual + b
     if classification:
         dec = np.where(dec < 0, -1.0, 1.0)   # sklearn/libsvm: decision >= 0 -> classes_[1] (= 1)
@@ -318,7 +335,7 @@ def _inner_splits(train: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.nda
 class _Task:
     """One task of an SVM run: labels, local folds, per-(fold, candidate) metric and scoring."""
 
-    def __init__(self, name, y, classification, folds, cands, select, split_seed):
+    def __init__(self, name, y, classification, folds, cands, select, split_seed, solver="libsvm"):
         self.name, self.cls, self.folds, self.cands = name, classification, folds, cands
         self.y = np.where(y == 0, -1.0, y) if classification else y
         K, C = len(folds), len(cands)
@@ -328,29 +345,76 @@ class _Task:
         self.inner_metric = np.full((K, C, INNER_FOLDS), np.nan) if select == "inner" else None
         self.optimizer_steps: list[float] = []   # CPU seconds in skopt's ask + tell per step (search="bayes")
         self.bounds = None                       # (min, max) of the Gram matrix
+        self.active = solver == "active-set"
+        # fold fits per solver (the active set falls back to libsvm), and the all-rows libsvm fits seeding it
+        self.fits = {"active-set": 0, "libsvm": 0, "libsvm_all_rows": 0}
+        self._lock = threading.Lock()             # candidates may run in parallel threads
+
+    def _fit(self, K, tr, te, c, where, fs):
+        """(metric, scoring, solver used) of one fit: the active-set solver when it certifies, else libsvm."""
+        if fs is not None:
+            r = fs.solve(tr)
+            if r is not None:
+                beta, b = r
+                sv = np.flatnonzero(beta)
+                return (*_score(K, self.y, te, sv, beta[sv], b, self.cls), "active-set")
+        return (*fit_score(K, self.y, tr, te, c, self.cls, where), "libsvm")
 
     def run_candidate(self, j, K, X, G, pool):
         c = self.cands[j]
+        fs = None
+        # one libsvm fit on all rows seeds every fold's active-set solve; only for positive semi-definite kernels
+        # (coef0 >= 0), whose dual is convex: there every KKT point is the optimum libsvm approximates. With
+        # coef0 < 0 the kernel can be indefinite and libsvm's answer depends on its path: libsvm it stays.
+        if self.active and K is not None and float(c.get("coef0", 0.0)) >= 0:
+            from eoembed.bench._activeset import FoldSolver
+
+            if not self.cls or ((self.y > 0).any() and (self.y < 0).any()):
+                support, dual, b = _libsvm_fit(K, self.y, np.ones(len(self.y)), c, self.cls)
+                beta0 = np.zeros(len(self.y))
+                beta0[support] = dual
+                with self._lock:
+                    self.fits["libsvm_all_rows"] += 1
+                fs = FoldSolver(K, self.y, c["C"], beta0, b,
+                                epsilon=None if self.cls else float(c.get("epsilon", 0.1)))
+                if not fs.ok:
+                    fs = None
+        used = []
 
         def one(k):
             tr, te = self.folds[k]
             Kk = K if K is not None else kernel(G, c, _scale_gamma(G, tr, X), self.bounds)
             where = f"task {self.name!r}, fold {k}"
-            self.metric[k, j], self.scoring[k, j] = fit_score(Kk, self.y, tr, te, c, self.cls, where)
+            self.metric[k, j], self.scoring[k, j], u = self._fit(Kk, tr, te, c, where, fs)
+            used.append(u)
             if self.inner is not None:
                 for i, (itr, ite) in enumerate(self.inner[k]):
                     Ki = K if K is not None else kernel(G, c, _scale_gamma(G, itr, X), self.bounds)
-                    self.inner_metric[k, j, i] = fit_score(Ki, self.y, itr, ite, c, self.cls,
-                                                           f"{where}, inner split {i}")[0]
+                    self.inner_metric[k, j, i], _, u = self._fit(Ki, itr, ite, c, f"{where}, inner split {i}", fs)
+                    used.append(u)
         if pool is not None:
             list(pool.map(one, range(len(self.folds))))
         else:
             for k in range(len(self.folds)):
                 one(k)
+        with self._lock:
+            for u in used:
+                self.fits[u] += 1
+
+
+def resolve_solver(solver: str, search: str) -> str:
+    """``"auto"``: the active-set solver for random search, libsvm for bayes (whose candidate sequence then
+    follows NeuCo-Bench's fold scores bit for bit)."""
+    if solver not in SOLVERS:
+        raise DataError(f"svm_solver={solver!r}; use one of {SOLVERS}.")
+    if solver == "auto":
+        return "active-set" if search == "random" else "libsvm"
+    return solver
 
 
 def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "random", select: str = "max",
-               seed: int = 42, split_seed: int = 42, n_jobs: int = 1, device=None, progress: bool = True) -> list[dict]:
+               seed: int = 42, split_seed: int = 42, n_jobs: int = 1, device=None, progress: bool = True,
+               solver: str = "auto") -> list[dict]:
     """NeuCo-Bench's SVM protocol on every task. ``tasks``: dicts with ``name``, ``rows`` (indices into X),
     ``y`` (labels of those rows, scaled), ``classification``, ``folds`` (list of (train, test) positions into
     ``rows``). ``pp``: checked probe_params. Returns per task: ``scores`` (K,) reported fold scores (per-fold max,
@@ -360,6 +424,7 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
         raise DataError(f"svm_search={search!r}; use one of {SEARCHES}.")
     if select not in SELECTS:
         raise DataError(f"svm_select={select!r}; use one of {SELECTS}.")
+    solver = resolve_solver(solver, search)
     op = pp.get("opt_params") or {}
     n_iter = int(op.get("n_iter", 50))
     rs = op.get("random_state", seed)
@@ -368,6 +433,7 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
         n_jobs = os.cpu_count() or 1
     from concurrent.futures import ThreadPoolExecutor
 
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
     pool = ThreadPoolExecutor(n_jobs) if n_jobs > 1 else None
@@ -382,7 +448,8 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
         task = _Task(t["name"], np.asarray(t["y"], dtype=np.float64)[order], t["classification"],
-                     [(inv[np.asarray(a)], inv[np.asarray(b)]) for a, b in t["folds"]], cands, select, split_seed)
+                     [(inv[np.asarray(a)], inv[np.asarray(b)]) for a, b in t["folds"]], cands, select, split_seed,
+                     solver)
         rows = rows0[order]
         for grows, members in groups:
             if len(grows) == len(rows) and np.array_equal(grows, rows):
@@ -398,16 +465,23 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
             bounds = (float(G.min()), float(G.max()))
             for task in members:
                 task.bounds = bounds
-            if search == "random":
-                for j in range(n_iter):
-                    c = members[0].cands[j]
-                    K = kernel(G, c, bounds=bounds) if "gamma" in c else None
+            # one BLAS thread per fit: n_jobs is the number of cores used (NeuCo-Bench's libsvm uses one each)
+            with threadpool_limits(limits=1, user_api="blas"):
+                if search == "random":
+                    # candidates in parallel (each one's folds in order, in one thread: the active-set solver's
+                    # shared state then never depends on n_jobs, nor do the scores, to the last bit)
+                    def candidate(j, members=members, Xg=Xg, G=G, bounds=bounds):
+                        c = members[0].cands[j]
+                        K = kernel(G, c, bounds=bounds) if "gamma" in c else None
+                        for task in members:
+                            task.run_candidate(j, K, Xg, G, None)
+                        return len(members)
+                    for m in (pool.map(candidate, range(n_iter)) if pool is not None
+                              else map(candidate, range(n_iter))):
+                        bar.update(m)
+                else:
                     for task in members:
-                        task.run_candidate(j, K, Xg, G, pool)
-                        bar.update(1)
-            else:
-                for task in members:
-                    _bayes(task, pp, n_iter, rs, Xg, G, pool, bar)
+                        _bayes(task, pp, n_iter, rs, Xg, G, pool, bar)
         bar.close()
     finally:
         if pool is not None:
@@ -418,7 +492,7 @@ def svm_scores(X: np.ndarray, tasks: list[dict], pp: dict, *, search: str = "ran
             mx = np.max(task.metric, axis=1)
             res = {"name": task.name, "max_scores": mx, "metric": task.metric, "scoring": task.scoring,
                    "candidates": task.cands, "best": int(np.argmax(task.scoring.mean(axis=0))),
-                   "optimizer_steps": task.optimizer_steps}
+                   "optimizer_steps": task.optimizer_steps, "solver": solver, "fits": dict(task.fits)}
             if select == "inner":
                 chosen = np.argmax(task.inner_metric.mean(axis=2), axis=1)   # training part only
                 res["chosen"] = chosen
@@ -533,7 +607,7 @@ def probe_params_of(cfg: dict | None) -> dict:
 
 
 def run(prep, splits: dict, pp: dict, *, search: str, select: str, seed: int, split_seed: int, device,
-        progress: bool) -> tuple[np.ndarray, list[dict]]:
+        progress: bool, solver: str = "auto") -> tuple[np.ndarray, list[dict]]:
     """:func:`svm_scores` on a Prepared problem with eoembed's splits (indices into prep.X): scores (T, K)."""
     tasks = []
     for k, t in enumerate(prep.tasks):
@@ -547,7 +621,7 @@ def run(prep, splits: dict, pp: dict, *, search: str, select: str, seed: int, sp
                       "classification": prep.task_types[t] == "classification"})
     op = pp.get("opt_params") or {}
     res = svm_scores(prep.X, tasks, pp, search=search, select=select, seed=seed, split_seed=split_seed,
-                     n_jobs=int(op.get("n_jobs", 1)), device=device, progress=progress)
+                     n_jobs=int(op.get("n_jobs", 1)), device=device, progress=progress, solver=solver)
     return np.stack([r["scores"] for r in res]), res
 
 
@@ -577,7 +651,8 @@ def finish(result, info: list[dict], pp: dict, *, search: str, select: str, seed
     for k in ("epochs", "batch_size", "learning_rate", "weight_decay"):
         d["settings"][k] = None
     op = pp.get("opt_params") or {}
-    d["settings"].update(probe="svm", svm_search=search, svm_select=select, n_iter=int(op.get("n_iter", 50)),
+    d["settings"].update(probe="svm", svm_search=search, svm_select=select,
+                         svm_solver=info[0]["solver"] if info else None, n_iter=int(op.get("n_iter", 50)),
                          svm_seed=int(op.get("random_state", seed)),
                          inner_folds=INNER_FOLDS if select == "inner" else None)
     d["hyperparameters"] = {"probe": "svm"}
@@ -590,7 +665,8 @@ def finish(result, info: list[dict], pp: dict, *, search: str, select: str, seed
         opt[r["name"]] = {"q_stat": q_score(s), "mean_score": float(np.nanmean(s)), "std_dev": float(np.nanstd(s))}
         if select == "inner":
             opt[r["name"]]["chosen"] = [int(c) for c in r["chosen"]]
-    d["svm"] = {"search": search, "select": select, "max_over_candidates": opt,
+    d["svm"] = {"search": search, "select": select, "solver": info[0]["solver"] if info else None,
+                "fits": {r["name"]: r["fits"] for r in info}, "max_over_candidates": opt,
                 "optimizer_cpu_seconds": {r["name"]: r["optimizer_steps"] for r in info},   # per ask+tell step
                 "candidates": {r["name"]: r["candidates"] for r in info}}
     rows = []
