@@ -18,9 +18,9 @@ folds and candidates than its 40 x 50 so its code finishes in minutes. Three mea
    points): NeuCo-Bench's work for one (fold, candidate) -- SVR/SVC with kernel='poly' fitted on the fold's rows,
    predictions on its train and test parts (BayesSearchCV scores both, return_train_score=True) -- on --fit-folds
    folds; eoembed's per candidate over --fit-folds-eoembed folds (the sample config's 40) through evaluate()'s own
-   code path, with each solver: "active-set" (the default for random search: one all-rows libsvm fit per candidate,
-   then exact fold solves) and "libsvm" (every fold); both solvers' fold metrics compared; eoembed's kernel per
-   candidate.
+   code path, with each solver: "active-set" (the default for random search: libsvm on a candidate's first fold,
+   exact solves of the others from it) and "libsvm" (every fold); both solvers' fold metrics compared; eoembed's
+   kernel per candidate.
 4. The sample config (40 folds x 50 candidates per task), extrapolated from the measured parts, which is how the
    scaled-down run is made representative: a short run amortises eoembed's per-run costs (CSV read, Gram matrix)
    and per-candidate kernel over few fits, so its end-to-end ratio understates the one at 40 x 50. Per task:
@@ -59,7 +59,7 @@ from neuco_reference import run_neuco, write_neuco_inputs  # noqa: E402
 def per_fit_cpu(prep, splits, task, cands, n_folds=1, n_folds_mine=40):
     """CPU seconds of NeuCo-Bench's work per (fold, candidate) -- SVR/SVC kernel='poly' fit on the fold's rows,
     predict train + test -- on ``n_folds`` folds per candidate; eoembed's per candidate on ``n_folds_mine`` folds
-    (the sample config's 40: the active-set solver's one all-rows libsvm fit per candidate is amortised over them),
+    (the sample config's 40: the active-set solver's factorisation per candidate is amortised over them),
     with each solver, through the code path evaluate() runs (``_Task.run_candidate``); eoembed's kernel matrix per
     candidate; and both solvers' fold metrics (to count the scores that differ)."""
     from sklearn.svm import SVC, SVR
@@ -86,6 +86,9 @@ def per_fit_cpu(prep, splits, task, cands, n_folds=1, n_folds_mine=40):
             est.predict(X[tr]), est.predict(X[te])
             theirs.append(time.process_time() - c0)
     mine, metric, used = {}, {}, {}
+    from threadpoolctl import threadpool_limits
+
+    blas = threadpool_limits(limits=1, user_api="blas")     # as evaluate() runs the fits: one BLAS thread
     for solver in ("libsvm", "active-set"):
         t = S._Task(task, y, cls, folds[:n_folds_mine], list(cands), "max", 42, solver)
         per = []
@@ -99,6 +102,7 @@ def per_fit_cpu(prep, splits, task, cands, n_folds=1, n_folds_mine=40):
             t.run_candidate(j, K, X, G, None)
             per.append(time.process_time() - c0)
         mine[solver], metric[solver], used[solver] = np.array(per), t.metric, dict(t.fits)
+    blas.restore_original_limits()
     return np.array(theirs), mine, np.array(kern), t_gram, metric, used
 
 
@@ -112,7 +116,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=4)
     ap.add_argument("--n-iter", type=int, default=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
-    ap.add_argument("--fit-folds", type=int, default=1, help="folds per candidate in NeuCo-Bench's per-fit timing")
+    ap.add_argument("--fit-folds", type=int, default=3, help="folds per candidate in NeuCo-Bench's per-fit timing")
     ap.add_argument("--fit-folds-eoembed", type=int, default=40,
                     help="folds per candidate in eoembed's per-fit timing (the sample config's K)")
     ap.add_argument("--noise-seeds", type=int, nargs="+", default=[42, 7, 1, 2, 3, 4],

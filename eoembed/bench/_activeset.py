@@ -2,9 +2,10 @@
 (``svm_solver="active-set"``).
 
 NeuCo-Bench fits libsvm (SMO: two variables per step, thousands of O(n) steps) on each of K folds that share 90%
-of their rows. Here libsvm solves the problem once on all rows; its free support vectors F0 give one Cholesky
-factorisation of ``K[F0, F0]``, and every fold (and inner split) is solved by a primal-dual active-set (semismooth
-Newton) iteration on the KKT system, started from that solution.
+of their rows. Here libsvm solves a candidate's first fold; its free support vectors (and the rows it did not
+train on whose residual leaves the tube) form F0, ``K[F0, F0]`` is factorised once, and every other fold (and inner
+split) is solved by a primal-dual active-set (semismooth Newton) iteration on the KKT system, started from that
+solution.
 
 In signed coefficients ``beta`` (SVC: ``alpha * y``, in [0, C] times the label's sign; SVR: ``alpha - alpha*``, in
 [-C, C]) and residuals ``r = y - (K beta + b)``, a row is at zero (``|r| <= eps``; SVC: eps = 0 and ``y r <= 0``,
@@ -15,7 +16,7 @@ i.e. margin >= 1), free with sign s (``r = s eps``), or at ``s C`` (``s r >= eps
   system is solved from the inverse of ``K[F0, F0]`` by the principal-submatrix identity (a |D| x |D| solve) and a
   Schur complement on A and b; ``inv(K[F0, F0]) K[F0, j]`` is computed once per row j that enters A or B;
 - rows that break their set's condition move: every violator for the first ``FULL_STEPS`` steps (a fold typically
-  needs 3-5 from the all-rows solution), then only the worst ``max(MOVES, violations // 4)`` (moving all at once
+  needs 3-5 from the first fold's solution), then only the worst ``max(MOVES, violations // 4)`` (moving all at once
   can cycle). A fold stops when nothing violates by more than ``VIOL_TOL`` (margin units).
 
 The kernel must be positive semi-definite (the caller's check: polynomial kernels with coef0 >= 0): then the dual
@@ -36,19 +37,20 @@ import numpy as np
 FULL_STEPS = 10     # steps that move every violator (plain semismooth Newton); later ones move fewer
 MOVES = 10
 MAX_STEPS = 40
-MIN_FREE = 200     # fewer free vectors on all rows: libsvm (its SMO is short then; measured faster)
+MIN_FREE = 200     # fewer rows in F0: libsvm (its SMO is short then; measured faster)
 MAX_ADDED = 600     # more rows outside F0 than this: libsvm
 VIOL_TOL = 1e-8     # a violation smaller than this is rounding (libsvm's stopping rule decides at the end)
 
 
 class FoldSolver:
-    """From libsvm's solution on all rows of the kernel ``K`` (n x n, float64): ``beta0`` (n,) signed dual
-    coefficients and ``b0`` its intercept, for labels ``y`` (SVC: +-1, ``epsilon=None``; SVR: targets and its
-    ``epsilon``) and cost ``C``. ``ok`` is False when ``K[F0, F0]`` cannot be factorised or F0 has fewer than
+    """From libsvm's solution on the rows ``train0`` (default: all) of the kernel ``K`` (n x n, float64): ``beta0``
+    (n,) signed dual coefficients (0 outside ``train0``) and ``b0`` its intercept, for labels ``y`` (SVC: +-1,
+    ``epsilon=None``; SVR: targets and its ``epsilon``) and cost ``C``. Rows outside ``train0`` start free where
+    that solution's residual leaves the tube (SVC: margin below 1), else at zero. ``ok`` is False when ``K[F0, F0]`` cannot be factorised or F0 has fewer than
     ``MIN_FREE`` rows (then :meth:`solve` always returns None)."""
 
     def __init__(self, K: np.ndarray, y: np.ndarray, C: float, beta0: np.ndarray, b0: float,
-                 epsilon: float | None = None, tol: float = 1e-3):
+                 epsilon: float | None = None, tol: float = 1e-3, train0: np.ndarray | None = None):
         import scipy.linalg as sl
 
         self.K, self.y, self.C, self.tol = K, np.asarray(y, dtype=np.float64), float(C), tol
@@ -62,6 +64,13 @@ class FoldSolver:
         bb = np.abs(beta0)
         s = np.sign(beta0).astype(np.int8)
         self.state0 = np.where(bb >= self.C, 2 * s, s).astype(np.int8)   # 0 zero, +-1 free, +-2 at +-C
+        if train0 is not None:    # rows that solution did not train on: free where its residual leaves the tube
+            out = np.setdiff1d(np.arange(n), train0)
+            r = self.y[out] - (K[out] @ beta0 + b0)
+            g = np.zeros(len(out), dtype=np.int8)
+            g[(r > self.eps) & self.pos_ok[out]] = 1
+            g[(r < -self.eps) & self.neg_ok[out]] = -1
+            self.state0[out] = g
         self.F0 = np.flatnonzero(np.abs(self.state0) == 1)
         self.pos0 = np.full(n, -1)
         self.pos0[self.F0] = np.arange(len(self.F0))

@@ -34,7 +34,7 @@ selection and kernel-row look-ups), the same iterations NeuCo-Bench's fit runs; 
 every kernel entry as a D-dimensional dot product inside libsvm and predicts the train and test parts.
 
 Solver (``solver``): "libsvm" runs libsvm on every fold. "active-set" (the default with random search) fits libsvm
-once per candidate on all rows, then solves each fold exactly from that solution
+on a candidate's first fold, then solves every other fold (and inner split) exactly from that solution
 (:mod:`eoembed.bench._activeset`: a few Newton steps on the KKT system, each from one Cholesky factor per
 candidate); a fold's answer is used only when it passes libsvm's own stopping rule, else libsvm fits the fold. It
 is used for candidates whose kernel is positive semi-definite (coef0 >= 0; with coef0 < 0 the dual can be
@@ -301,6 +301,12 @@ def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
     """Fit libsvm on the kernel rows/columns of ``train`` (zero sample weights elsewhere) and score on ``test``:
     (metric, scoring). ``K``: finite, C-contiguous float64 (as :func:`kernel` returns it); ``y``: labels of all
     rows (classification in {-1, 1})."""
+    return _score(K, y, test, *fit_libsvm(K, y, train, cand, classification, where), classification)
+
+
+def fit_libsvm(K: np.ndarray, y: np.ndarray, train: np.ndarray, cand: dict, classification: bool,
+               where: str = "") -> tuple[np.ndarray, np.ndarray, float]:
+    """libsvm on the rows ``train`` of ``K``: (support rows, their signed dual coefficients, intercept)."""
     n = len(y)
     w = np.zeros(n)
     w[train] = 1.0
@@ -308,8 +314,7 @@ def fit_score(K: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray,
         raise LabelError(f"{where}: the training part of this fold holds one class only; the SVM needs both "
                          "(NeuCo-Bench fails here too). Use more samples of the rare class.")
     support, dual, b = _libsvm_fit(K, y, w, cand, classification)
-    sv = np.sort(train)[support]          # libsvm dropped the zero-weight rows: support indexes the rest
-    return _score(K, y, test, sv, dual, b, classification)
+    return np.sort(train)[support], dual, b   # libsvm dropped the zero-weight rows: support indexes the rest
 
 
 def _score(K, y, test, sv, dual, b, classification) -> tuple[float, float]:
@@ -346,8 +351,7 @@ class _Task:
         self.optimizer_steps: list[float] = []   # CPU seconds in skopt's ask + tell per step (search="bayes")
         self.bounds = None                       # (min, max) of the Gram matrix
         self.active = solver == "active-set"
-        # fold fits per solver (the active set falls back to libsvm), and the all-rows libsvm fits seeding it
-        self.fits = {"active-set": 0, "libsvm": 0, "libsvm_all_rows": 0}
+        self.fits = {"active-set": 0, "libsvm": 0}   # fits per solver (the active set falls back to libsvm)
         self._lock = threading.Lock()             # candidates may run in parallel threads
 
     def _fit(self, K, tr, te, c, where, fs):
@@ -362,40 +366,43 @@ class _Task:
 
     def run_candidate(self, j, K, X, G, pool):
         c = self.cands[j]
-        fs = None
-        # one libsvm fit on all rows seeds every fold's active-set solve; only for positive semi-definite kernels
-        # (coef0 >= 0), whose dual is convex: there every KKT point is the optimum libsvm approximates. With
-        # coef0 < 0 the kernel can be indefinite and libsvm's answer depends on its path: libsvm it stays.
-        if self.active and K is not None and float(c.get("coef0", 0.0)) >= 0:
-            from eoembed.bench._activeset import FoldSolver
-
-            if not self.cls or ((self.y > 0).any() and (self.y < 0).any()):
-                support, dual, b = _libsvm_fit(K, self.y, np.ones(len(self.y)), c, self.cls)
-                beta0 = np.zeros(len(self.y))
-                beta0[support] = dual
-                with self._lock:
-                    self.fits["libsvm_all_rows"] += 1
-                fs = FoldSolver(K, self.y, c["C"], beta0, b,
-                                epsilon=None if self.cls else float(c.get("epsilon", 0.1)))
-                if not fs.ok:
-                    fs = None
-        used = []
+        # the active set only for positive semi-definite kernels (coef0 >= 0), whose dual is convex: there every
+        # KKT point is the optimum libsvm approximates. With coef0 < 0 the kernel can be indefinite and libsvm's
+        # answer depends on its path: libsvm it stays.
+        seed = self.active and K is not None and float(c.get("coef0", 0.0)) >= 0 and len(self.folds) > 1
+        fs, used = None, []
 
         def one(k):
             tr, te = self.folds[k]
             Kk = K if K is not None else kernel(G, c, _scale_gamma(G, tr, X), self.bounds)
             where = f"task {self.name!r}, fold {k}"
-            self.metric[k, j], self.scoring[k, j], u = self._fit(Kk, tr, te, c, where, fs)
+            if k == 0 and seed:    # libsvm solves fold 0; its solution seeds the other folds' active-set solves
+                nonlocal fs
+                from eoembed.bench._activeset import FoldSolver
+
+                sv, dual, b = fit_libsvm(K, self.y, tr, c, self.cls, where)
+                self.metric[k, j], self.scoring[k, j] = _score(K, self.y, te, sv, dual, b, self.cls)
+                beta0 = np.zeros(len(self.y))
+                beta0[sv] = dual
+                fs = FoldSolver(K, self.y, c["C"], beta0, b, train0=tr,
+                                epsilon=None if self.cls else float(c.get("epsilon", 0.1)))
+                fs = fs if fs.ok else None
+                u = "libsvm"
+            else:
+                self.metric[k, j], self.scoring[k, j], u = self._fit(Kk, tr, te, c, where, fs)
             used.append(u)
             if self.inner is not None:
                 for i, (itr, ite) in enumerate(self.inner[k]):
                     Ki = K if K is not None else kernel(G, c, _scale_gamma(G, itr, X), self.bounds)
                     self.inner_metric[k, j, i], _, u = self._fit(Ki, itr, ite, c, f"{where}, inner split {i}", fs)
                     used.append(u)
+        if seed:
+            one(0)
+        rest = range(1 if seed else 0, len(self.folds))
         if pool is not None:
-            list(pool.map(one, range(len(self.folds))))
+            list(pool.map(one, rest))
         else:
-            for k in range(len(self.folds)):
+            for k in rest:
                 one(k)
         with self._lock:
             for u in used:
