@@ -91,6 +91,8 @@ class FoldSolver:
         P += np.tril(inv, -1).T
         self.P = P
         self.P1 = P.sum(axis=1)
+        self.t0 = self.y[self.F0] - self.eps * np.sign(self.state0[self.F0])   # free rows' targets in F0
+        self.Pt0 = P @ self.t0
         self._H = np.empty((len(self.F0), n), order="F")    # columns filled on demand by _h
         self._have = np.zeros(n, dtype=bool)
 
@@ -134,7 +136,10 @@ class FoldSolver:
             W = np.empty((f0, len(A) + 2))
             W[:, :len(A)] = self._h(A)
             W[:, len(A)] = self.P1
-            W[:, len(A) + 1] = self.P @ t[self.F0] - (self._h(B) @ bB if len(B) else 0.0)
+            # P t_F0 from P t0 (precomputed): only rows whose target changed (D, sign flips) are corrected
+            dt = self.t0 - t[self.F0]
+            X = np.flatnonzero(dt)
+            W[:, len(A) + 1] = self.Pt0 - self.P[X].T @ dt[X] - (self._h(B) @ bB if len(B) else 0.0)
             if len(D):
                 KD = np.empty((len(D), len(A) + 2))
                 KD[:, :len(A)] = KA[:, Dr].T
@@ -172,7 +177,9 @@ class FoldSolver:
             bt = beta[tr]
             r = np.zeros(len(tr))                             # y - f; on free rows s eps by the solve
             nf = ~free
-            r[nf] = ytr[nf] - (K @ beta)[tr[nf]] - sol[len(A)]   # one pass over K: no row copy
+            rows = tr[nf]
+            Kb = K[rows] @ beta if 4 * len(rows) < n else (K @ beta)[rows]   # few rows: copy them; else one pass
+            r[nf] = ytr[nf] - Kb - sol[len(A)]
             d = self.diag[tr]
             viol = np.zeros(len(tr))
             new = st.copy()
