@@ -106,15 +106,55 @@ def per_fit_cpu(prep, splits, task, cands, n_folds=1, n_folds_mine=40):
     return np.array(theirs), mine, np.array(kern), t_gram, metric, used
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def side_by_side_parser(doc: str, folds: int, n_iter: int) -> argparse.ArgumentParser:
+    """The options both SVM side-by-side benchmarks take (NeuCo-Bench's source, skopt, data size, folds, n_iter)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--neuco-src", default=os.environ.get("NEUCO_BENCH_SRC"))
     ap.add_argument("--skopt-path", default=None, help="folder holding the real scikit-optimize (on PYTHONPATH)")
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--dim", type=int, default=1024)
     ap.add_argument("--tasks", default="reg_strong,cls_binary")
-    ap.add_argument("--folds", type=int, default=4)
-    ap.add_argument("--n-iter", type=int, default=6)
+    ap.add_argument("--folds", type=int, default=folds)
+    ap.add_argument("--n-iter", type=int, default=n_iter)
+    return ap
+
+
+def side_by_side_inputs(args, prefix: str):
+    """What both SVM side-by-side benchmarks start from, or None (after a SKIPPED line) without NeuCo-Bench's source
+    or scikit-optimize: the synthetic embeddings CSV and label folder of ``args.tasks`` (``args.n`` x ``args.dim``),
+    the sample config's probe_params with ``args.n_iter`` candidates, the folder holding skopt, the task names.
+    Imports sklearn.svm and scipy first: the timers exclude imports on both sides (NeuCo-Bench's starts after its
+    own)."""
+    if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
+        print("SKIPPED: NeuCo-Bench's source is needed to run it side by side; give --neuco-src or NEUCO_BENCH_SRC "
+              "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
+        return None
+    if args.skopt_path:
+        sys.path.insert(0, args.skopt_path)
+    if importlib.util.find_spec("skopt") is None:
+        print("SKIPPED: NeuCo-Bench's SVM probe needs scikit-optimize: pip install scikit-optimize (or give "
+              "--skopt-path, a folder holding it).")
+        return None
+    warnings.filterwarnings("ignore")
+    import scipy.linalg  # noqa: F401
+    import sklearn.svm  # noqa: F401
+
+    from eoembed.bench.svm import SVM_PROBE_DEFAULTS
+
+    tasks = args.tasks.split(",")
+    X, ids, lab = synthetic(args.n, args.dim)
+    types = {t: lab.attrs["task_types"][t] for t in tasks}
+    lab = lab[tasks]
+    lab.attrs["task_types"] = types
+    emb, labels = write_neuco_inputs(X, ids, lab, Path(tempfile.mkdtemp(prefix=prefix)))
+    pp = copy.deepcopy(SVM_PROBE_DEFAULTS)        # n_jobs 1 on both sides, as in sample_config_svm.yaml
+    pp["opt_params"].update(n_iter=args.n_iter, verbose=0)
+    skopt_dir = os.path.dirname(os.path.dirname(importlib.util.find_spec("skopt").origin))
+    return emb, labels, pp, skopt_dir, tasks
+
+
+def main() -> None:
+    ap = side_by_side_parser(__doc__, folds=4, n_iter=6)
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     ap.add_argument("--fit-folds", type=int, default=3, help="folds per candidate in NeuCo-Bench's per-fit timing")
     ap.add_argument("--fit-folds-eoembed", type=int, default=40,
@@ -128,37 +168,17 @@ def main() -> None:
                     help="also time eoembed's random search with this many threads (n_jobs) at the first seed")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm.json"))
     args = ap.parse_args()
-    if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
-        print("SKIPPED: NeuCo-Bench's source is needed to run it side by side; give --neuco-src or NEUCO_BENCH_SRC "
-              "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
+    setup = side_by_side_inputs(args, "bench_svm_")
+    if setup is None:
         return
-    if args.skopt_path:
-        sys.path.insert(0, args.skopt_path)
-    if importlib.util.find_spec("skopt") is None:
-        print("SKIPPED: NeuCo-Bench's SVM probe needs scikit-optimize: pip install scikit-optimize (or give "
-              "--skopt-path, a folder holding it).")
-        return
-    warnings.filterwarnings("ignore")
-
-    import scipy.linalg  # noqa: F401  -- imports excluded on both sides (NeuCo-Bench's timer starts after its own)
-    import sklearn.svm  # noqa: F401
+    emb, labels, pp, skopt_dir, tasks = setup
+    work = Path(emb).parent
 
     from eoembed.bench import evaluate
     from eoembed.bench.core import _splits
     from eoembed.bench.io import prepare
-    from eoembed.bench.svm import SVM_PROBE_DEFAULTS
 
     load0 = os.getloadavg()
-    tasks = args.tasks.split(",")
-    X, ids, lab = synthetic(args.n, args.dim)
-    types = {t: lab.attrs["task_types"][t] for t in tasks}
-    lab = lab[tasks]
-    lab.attrs["task_types"] = types
-    work = Path(tempfile.mkdtemp(prefix="bench_svm_"))
-    emb, labels = write_neuco_inputs(X, ids, lab, work)
-    pp = copy.deepcopy(SVM_PROBE_DEFAULTS)        # n_jobs 1 on both sides, as in sample_config_svm.yaml
-    pp["opt_params"].update(n_iter=args.n_iter, verbose=0)
-    skopt_dir = os.path.dirname(os.path.dirname(importlib.util.find_spec("skopt").origin))
 
     def timed(**kw):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -219,11 +239,10 @@ def main() -> None:
     n_init = int(pp["opt_params"]["optimizer_kwargs"]["n_initial_points"])
 
     # per fit, same candidates and folds: NeuCo-Bench's own candidate sequence at the first seed of the noise study
-    # (its n_initial_points prior draws, then surrogate-guided points), one fold each
+    # (its n_initial_points prior draws, then surrogate-guided points); the first folds of a 40-fold split
     prep_c0 = time.process_time()
     prep = prepare(emb, labels)
     t_prepare = time.process_time() - prep_c0
-    splits = _splits(prep, args.folds, 42)
     fits = {}
     splits40 = _splits(prep, max(args.fit_folds_eoembed, args.fit_folds), 42)
     for t in tasks:

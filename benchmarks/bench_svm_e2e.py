@@ -12,16 +12,11 @@ Usage: NEUCO_BENCH_SRC=/path/NeuCo-Bench python benchmarks/bench_svm_e2e.py --sk
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import importlib.util
 import json
 import os
 import platform
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -30,53 +25,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench_eval import synthetic  # noqa: E402
-from neuco_reference import run_neuco, write_neuco_inputs  # noqa: E402
+from bench_svm import side_by_side_inputs, side_by_side_parser  # noqa: E402
+from neuco_reference import run_neuco  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--neuco-src", default=os.environ.get("NEUCO_BENCH_SRC"))
-    ap.add_argument("--skopt-path", default=None, help="folder holding the real scikit-optimize (on PYTHONPATH)")
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--dim", type=int, default=1024)
-    ap.add_argument("--tasks", default="reg_strong,cls_binary")
-    ap.add_argument("--folds", type=int, default=40)
-    ap.add_argument("--n-iter", type=int, default=5)
+    ap = side_by_side_parser(__doc__, folds=40, n_iter=5)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_svm_e2e.json"))
     args = ap.parse_args()
-    if not args.neuco_src or not (Path(args.neuco_src) / "benchmark" / "main.py").is_file():
-        print("SKIPPED: NeuCo-Bench's source is needed to run it side by side; give --neuco-src or NEUCO_BENCH_SRC "
-              "(a folder holding benchmark/main.py, e.g. a checkout of github.com/embed2scale/NeuCo-Bench).")
+    setup = side_by_side_inputs(args, "bench_svm_e2e_")
+    if setup is None:
         return
-    if args.skopt_path:
-        sys.path.insert(0, args.skopt_path)
-    if importlib.util.find_spec("skopt") is None:
-        print("SKIPPED: NeuCo-Bench's SVM probe needs scikit-optimize: pip install scikit-optimize (or give "
-              "--skopt-path, a folder holding it).")
-        return
-    warnings.filterwarnings("ignore")
-
-    import scipy.linalg  # noqa: F401  -- imports excluded on both sides (NeuCo-Bench's timer starts after its own)
-    import sklearn.svm  # noqa: F401
-
+    emb, labels, pp, skopt_dir, tasks = setup
     from eoembed.bench import evaluate
-    from eoembed.bench.svm import SVM_PROBE_DEFAULTS
 
     load0 = os.getloadavg()
-    tasks = args.tasks.split(",")
-    X, ids, lab = synthetic(args.n, args.dim)
-    types = {t: lab.attrs["task_types"][t] for t in tasks}
-    lab = lab[tasks]
-    lab.attrs["task_types"] = types
-    work = Path(tempfile.mkdtemp(prefix="bench_svm_e2e_"))
-    emb, labels = write_neuco_inputs(X, ids, lab, work)
-    pp = copy.deepcopy(SVM_PROBE_DEFAULTS)        # n_jobs 1 on both sides, as in sample_config_svm.yaml
-    pp["opt_params"].update(n_iter=args.n_iter, verbose=0, random_state=args.seed)
+    pp["opt_params"]["random_state"] = args.seed
+    work = Path(emb).parent
     cfg = {"k_folds": args.folds, "probe_type": "svm", "probe_params": pp, "enable_plots": False,
            "output_fold_results": True}
-    skopt_dir = os.path.dirname(os.path.dirname(importlib.util.find_spec("skopt").origin))
     ref = run_neuco(args.neuco_src, emb, labels, cfg, work / "neuco", pythonpath=skopt_dir)
     print(f"NeuCo-Bench: {ref['seconds']:.1f} s wall, {ref['cpu_seconds']:.1f} s CPU, Q {ref['q']}", flush=True)
     cfg.pop("enable_plots")

@@ -439,3 +439,16 @@ def test_default_gamma_scale_and_coef0_match_sklearn():
     prep = prepare(X, lab[["reg"]], ids=ids)
     ref = _reference(prep, _splits(prep, 2, 42), "reg", cands)
     np.testing.assert_allclose(res.folds.score, ref.max(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize("script", ["bench_svm.py", "bench_svm_e2e.py"])
+def test_side_by_side_benchmarks_skip_without_neuco_source(script):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "NEUCO_BENCH_SRC"}
+    p = subprocess.run([sys.executable, str(root / "benchmarks" / script), "--out", os.devnull],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.startswith("SKIPPED: NeuCo-Bench's source is needed"), p.stdout

@@ -122,9 +122,12 @@ def test_small_free_set_or_unfactorisable_kernel_goes_to_libsvm(monkeypatch):
 
 
 def test_evaluate_with_the_active_set_solver(monkeypatch, tmp_path):
-    monkeypatch.setattr(AS, "MIN_FREE", 2)
     X, ids, lab = _data()
     cfg = _cfg(folds=5, opt_params={"n_iter": 8})
+    monkeypatch.setattr(AS, "MIN_FREE", 2)
+    few = evaluate(X, lab, ids=ids, config=cfg, progress=False, svm_solver="active-set")
+    assert few.details["svm"]["fits"]["cls"]["active-set"] == 0      # 4 solves to share a factor: libsvm
+    monkeypatch.setattr(AS, "MIN_SOLVES", 2)
     lib = evaluate(X, lab, ids=ids, config=cfg, progress=False, svm_solver="libsvm")
     act = evaluate(X, lab, ids=ids, config=cfg, progress=False, svm_solver="active-set", out=tmp_path / "o")
     fits = act.details["svm"]["fits"]

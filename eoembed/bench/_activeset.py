@@ -37,6 +37,7 @@ import numpy as np
 FULL_STEPS = 10     # steps that move every violator (plain semismooth Newton); later ones move fewer
 MOVES = 10
 MAX_STEPS = 40
+MIN_SOLVES = 9     # fewer fits per candidate to share the factorisation: libsvm (the caller's check)
 MIN_FREE = 200     # fewer rows in F0: libsvm (its SMO is short then; measured faster)
 MAX_ADDED = 600     # more rows outside F0 than this: libsvm
 VIOL_TOL = 1e-8     # a violation smaller than this is rounding (libsvm's stopping rule decides at the end)

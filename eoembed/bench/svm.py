@@ -38,7 +38,8 @@ on a candidate's first fold, then solves every other fold (and inner split) exac
 (:mod:`eoembed.bench._activeset`: a few Newton steps on the KKT system, each from one Cholesky factor per
 candidate); a fold's answer is used only when it passes libsvm's own stopping rule, else libsvm fits the fold. It
 is used for candidates whose kernel is positive semi-definite (coef0 >= 0; with coef0 < 0 the dual can be
-non-convex and libsvm's answer depends on its path) and at least ``_activeset.MIN_FREE`` free vectors. Fold scores
+non-convex and libsvm's answer depends on its path), with at least ``_activeset.MIN_FREE`` free vectors and
+``_activeset.MIN_SOLVES`` fits to share the factorisation (fewer folds: libsvm). Fold scores
 then equal libsvm's up to libsvm's tolerance (it stops within 1e-3 of the optimum this solver reaches): a test
 decision within ~1e-3 of the boundary can flip, regression scores move by ~1e-4 (benchmarks/bench_svm.py counts
 both). Random search runs candidates in parallel (``n_jobs`` threads, one BLAS thread each), each candidate's
@@ -369,7 +370,11 @@ class _Task:
         # the active set only for positive semi-definite kernels (coef0 >= 0), whose dual is convex: there every
         # KKT point is the optimum libsvm approximates. With coef0 < 0 the kernel can be indefinite and libsvm's
         # answer depends on its path: libsvm it stays.
-        seed = self.active and K is not None and float(c.get("coef0", 0.0)) >= 0 and len(self.folds) > 1
+        # It pays once the factorisation it costs is shared by enough solves (MIN_SOLVES: about the break-even
+        # of a 2,000-row candidate whose every row is a free vector).
+        solves = len(self.folds) * (1 + (INNER_FOLDS if self.inner is not None else 0)) - 1
+        seed = (self.active and K is not None and float(c.get("coef0", 0.0)) >= 0
+                and solves >= _activeset_min_solves())
         fs, used = None, []
 
         def one(k):
@@ -407,6 +412,12 @@ class _Task:
         with self._lock:
             for u in used:
                 self.fits[u] += 1
+
+
+def _activeset_min_solves() -> int:
+    from eoembed.bench._activeset import MIN_SOLVES
+
+    return MIN_SOLVES
 
 
 def resolve_solver(solver: str, search: str) -> str:
