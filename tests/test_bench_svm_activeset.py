@@ -119,6 +119,8 @@ def test_small_free_set_or_unfactorisable_kernel_goes_to_libsvm(monkeypatch):
     beta = np.zeros(len(y))
     beta[np.flatnonzero(y > 0)[:3]], beta[np.flatnonzero(y < 0)[:3]] = 0.1, -0.1
     assert not AS.FoldSolver(np.ones_like(K), y, 1.0, beta, 0.0).ok   # rank one: no Cholesky factor
+    monkeypatch.setattr(AS, "MAX_BYTES", 8 * len(y) * len(y))           # inverse + columns would not fit
+    assert not AS.FoldSolver(K, y, c["C"], b0, i0).ok
 
 
 def test_evaluate_with_the_active_set_solver(monkeypatch, tmp_path):

@@ -40,6 +40,7 @@ MAX_STEPS = 40
 MIN_SOLVES = 9     # fewer fits per candidate to share the factorisation: libsvm (the caller's check)
 MIN_FREE = 200     # fewer rows in F0: libsvm (its SMO is short then; measured faster)
 MAX_ADDED = 600     # more rows outside F0 than this: libsvm
+MAX_BYTES = 2 << 30  # inverse + cached columns (f0 x (f0 + n) float64) larger than this: libsvm
 VIOL_TOL = 1e-8     # a violation smaller than this is rounding (libsvm's stopping rule decides at the end)
 
 
@@ -47,8 +48,9 @@ class FoldSolver:
     """From libsvm's solution on the rows ``train0`` (default: all) of the kernel ``K`` (n x n, float64): ``beta0``
     (n,) signed dual coefficients (0 outside ``train0``) and ``b0`` its intercept, for labels ``y`` (SVC: +-1,
     ``epsilon=None``; SVR: targets and its ``epsilon``) and cost ``C``. Rows outside ``train0`` start free where
-    that solution's residual leaves the tube (SVC: margin below 1), else at zero. ``ok`` is False when ``K[F0, F0]`` cannot be factorised or F0 has fewer than
-    ``MIN_FREE`` rows (then :meth:`solve` always returns None)."""
+    that solution's residual leaves the tube (SVC: margin below 1), else at zero. ``ok`` is False when
+    ``K[F0, F0]`` cannot be factorised, F0 has fewer than ``MIN_FREE`` rows, or the inverse and cached columns
+    would pass ``MAX_BYTES`` (then :meth:`solve` always returns None)."""
 
     def __init__(self, K: np.ndarray, y: np.ndarray, C: float, beta0: np.ndarray, b0: float,
                  epsilon: float | None = None, tol: float = 1e-3, train0: np.ndarray | None = None):
@@ -75,7 +77,7 @@ class FoldSolver:
         self.F0 = np.flatnonzero(np.abs(self.state0) == 1)
         self.pos0 = np.full(n, -1)
         self.pos0[self.F0] = np.arange(len(self.F0))
-        self.ok = len(self.F0) >= max(MIN_FREE, 2)
+        self.ok = max(MIN_FREE, 2) <= len(self.F0) and 8 * len(self.F0) * (len(self.F0) + n) <= MAX_BYTES
         self._lock = threading.Lock()
         if not self.ok:
             return
