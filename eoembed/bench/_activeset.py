@@ -20,10 +20,11 @@ i.e. margin >= 1), free with sign s (``r = s eps``), or at ``s C`` (``s r >= eps
   can cycle). A fold stops when nothing violates by more than ``VIOL_TOL`` (margin units).
 
 The kernel must be positive semi-definite (the caller's check: polynomial kernels with coef0 >= 0): then the dual
-is convex and a KKT point is its optimum. A fold's answer is kept only when it passes libsvm's own stopping rule (``max_{I_up} -y G - min_{I_low} -y G <
-tol`` on libsvm's variables, G recomputed from the kernel) after clipping to the box and re-imposing the equality
-constraint; the intercept is libsvm's (mean of -y G over the free variables). Anything else -- no free variable,
-a factorisation that fails, no convergence in ``MAX_STEPS`` -- returns None, and the caller runs libsvm on that fold.
+is convex and a KKT point is its optimum. A fold's answer is kept only when it passes libsvm's own stopping rule
+(``max_{I_up} -y G - min_{I_low} -y G < tol`` on libsvm's variables, G recomputed from the kernel) after clipping
+to the box and re-imposing the equality constraint; the intercept is libsvm's (mean of -y G over the free
+variables). Anything else -- no free variable, a factorisation that fails, no convergence in ``MAX_STEPS`` --
+returns None, and the caller runs libsvm on that fold.
 So every score comes from a solution that libsvm's stopping rule accepts: the exact optimum, where libsvm stops
 within its tolerance of it. Test decisions agree with libsvm's except within ~tol of the boundary
 (benchmarks/bench_svm.py counts the fold scores that differ).

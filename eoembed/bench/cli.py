@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         svm_search: str = typer.Option("random", "--svm-search", help="svm: random (seeded sample of NeuCo-Bench's "
                                        "search space) | bayes (its BayesSearchCV sequence; needs scikit-optimize)."),
         svm_solver: str = typer.Option("auto", "--svm-solver", help="svm: libsvm (every fold) | active-set "
-                                       "(classification folds solved exactly from one libsvm fit per candidate, "
+                                       "(folds solved exactly from libsvm's fit of a candidate's first fold, "
                                        "checked by libsvm's stopping rule) | auto (active-set for random search, "
                                        "libsvm for bayes)."),
         split: str = typer.Option("shuffle", "--split", help="shuffle (NeuCo-Bench: K random 90/10 folds) | fixed "

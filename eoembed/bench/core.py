@@ -256,7 +256,7 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     :mod:`eoembed.bench.svm`; svm_search "random" (seeded sample of its search space) | "bayes" (skopt's sequence,
     needs scikit-optimize); svm_select "max" (NeuCo-Bench) | "inner" (honest: chosen on inner splits of each
     fold's training part; NOT NeuCo-Bench); svm_solver "libsvm" (NeuCo-Bench's solver on every fold) |
-    "active-set" (classification folds solved exactly from one libsvm fit per candidate, each checked against
+    "active-set" (folds solved exactly from libsvm's fit of a candidate's first fold, each checked against
     libsvm's stopping rule, else refitted by libsvm) | "auto" (active-set for random search, libsvm for bayes).
 
     Splits (any mode; :mod:`eoembed.bench.splits`; Q is computed the same way over the folds): ``split="shuffle"``
@@ -311,7 +311,8 @@ def evaluate(embeddings, labels, folds: int | None = None, mode: str = "compat",
     st["split"] = {**describe_split(splits.info), "sources": split_src}
     st["precision"] = _precision(dev, mode) if probe != "svm" else {
         "precision": "float64", "meaning": "libsvm on float64 kernel matrices" + (
-            "; classification folds by the float64 active-set solver, certified by libsvm's stopping rule"
+            "; folds after the first by the float64 active-set solver where it applies, certified by libsvm's "
+            "stopping rule"
             if svm_solver == "active-set" else "")}
     if probe == "svm":
         svm_pp = _svm.probe_params_of(st["user_config"])

@@ -59,6 +59,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from eoembed.bench import _activeset
 from eoembed.errors import DataError, LabelError
 
 #: probe_params of NeuCo-Bench's configs/sample_config_svm.yaml.
@@ -365,59 +366,50 @@ class _Task:
                 return (*_score(K, self.y, te, sv, beta[sv], b, self.cls), "active-set")
         return (*fit_score(K, self.y, tr, te, c, self.cls, where), "libsvm")
 
+    def _seed(self, j, K, c):
+        """libsvm on fold 0 (its scores recorded); its solution seeds the other folds' active-set solver (None when
+        the solver cannot take this candidate)."""
+        tr, te = self.folds[0]
+        sv, dual, b = fit_libsvm(K, self.y, tr, c, self.cls, f"task {self.name!r}, fold 0")
+        self.metric[0, j], self.scoring[0, j] = _score(K, self.y, te, sv, dual, b, self.cls)
+        beta0 = np.zeros(len(self.y))
+        beta0[sv] = dual
+        fs = _activeset.FoldSolver(K, self.y, c["C"], beta0, b, train0=tr,
+                                   epsilon=None if self.cls else float(c.get("epsilon", 0.1)))
+        return fs if fs.ok else None
+
     def run_candidate(self, j, K, X, G, pool):
         c = self.cands[j]
         # the active set only for positive semi-definite kernels (coef0 >= 0), whose dual is convex: there every
         # KKT point is the optimum libsvm approximates. With coef0 < 0 the kernel can be indefinite and libsvm's
-        # answer depends on its path: libsvm it stays.
-        # It pays once the factorisation it costs is shared by enough solves (MIN_SOLVES: about the break-even
-        # of a 2,000-row candidate whose every row is a free vector).
+        # answer depends on its path: libsvm it stays. It pays once the factorisation it costs is shared by enough
+        # solves (MIN_SOLVES: about the break-even of a 2,000-row candidate whose every row is a free vector).
         solves = len(self.folds) * (1 + (INNER_FOLDS if self.inner is not None else 0)) - 1
         seed = (self.active and K is not None and float(c.get("coef0", 0.0)) >= 0
-                and solves >= _activeset_min_solves())
-        fs, used = None, []
+                and solves >= _activeset.MIN_SOLVES)
+        fs = self._seed(j, K, c) if seed else None
+        used = ["libsvm"] if seed else []
 
         def one(k):
             tr, te = self.folds[k]
             Kk = K if K is not None else kernel(G, c, _scale_gamma(G, tr, X), self.bounds)
             where = f"task {self.name!r}, fold {k}"
-            if k == 0 and seed:    # libsvm solves fold 0; its solution seeds the other folds' active-set solves
-                nonlocal fs
-                from eoembed.bench._activeset import FoldSolver
-
-                sv, dual, b = fit_libsvm(K, self.y, tr, c, self.cls, where)
-                self.metric[k, j], self.scoring[k, j] = _score(K, self.y, te, sv, dual, b, self.cls)
-                beta0 = np.zeros(len(self.y))
-                beta0[sv] = dual
-                fs = FoldSolver(K, self.y, c["C"], beta0, b, train0=tr,
-                                epsilon=None if self.cls else float(c.get("epsilon", 0.1)))
-                fs = fs if fs.ok else None
-                u = "libsvm"
-            else:
+            if not (seed and k == 0):      # fold 0 of a seeded candidate is scored by _seed
                 self.metric[k, j], self.scoring[k, j], u = self._fit(Kk, tr, te, c, where, fs)
-            used.append(u)
+                used.append(u)
             if self.inner is not None:
                 for i, (itr, ite) in enumerate(self.inner[k]):
                     Ki = K if K is not None else kernel(G, c, _scale_gamma(G, itr, X), self.bounds)
                     self.inner_metric[k, j, i], _, u = self._fit(Ki, itr, ite, c, f"{where}, inner split {i}", fs)
                     used.append(u)
-        if seed:
-            one(0)
-        rest = range(1 if seed else 0, len(self.folds))
         if pool is not None:
-            list(pool.map(one, rest))
+            list(pool.map(one, range(len(self.folds))))
         else:
-            for k in rest:
+            for k in range(len(self.folds)):
                 one(k)
         with self._lock:
             for u in used:
                 self.fits[u] += 1
-
-
-def _activeset_min_solves() -> int:
-    from eoembed.bench._activeset import MIN_SOLVES
-
-    return MIN_SOLVES
 
 
 def resolve_solver(solver: str, search: str) -> str:
